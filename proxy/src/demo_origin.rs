@@ -5,6 +5,7 @@
 //! - `GET /slow?ms=800` — waits `ms` (at most 10 s), `max-age=30`;
 //! - `GET /time` — no freshness information (not cached by the default config);
 //! - `GET /private` — `Cache-Control: private` (never shared);
+//! - `GET /bytes?size=1024&ms=0&max-age=3600` — `size` bytes (at most 16 MiB) after `ms`, for benchmarks;
 //! - every response carries `X-Origin-Hits`, the origin's request counter.
 
 use std::collections::HashMap;
@@ -93,6 +94,29 @@ async fn private(State(c): State<Arc<Counter>>) -> Response {
     resp
 }
 
+async fn bytes_body(
+    State(c): State<Arc<Counter>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let num = |k: &str, default: u64| q.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default);
+    let size = num("size", 1024).min(16 << 20);
+    let ms = num("ms", 0).min(10_000);
+    let max_age = num("max-age", 3600);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let body = vec![b'a'; usize::try_from(size).unwrap_or(0)];
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
+        ],
+        [hits(&c)],
+        body,
+    )
+        .into_response()
+}
+
 /// The demo origin's routes.
 pub fn router() -> Router {
     Router::new()
@@ -100,6 +124,7 @@ pub fn router() -> Router {
         .route("/slow", get(slow))
         .route("/time", get(time))
         .route("/private", get(private))
+        .route("/bytes", get(bytes_body))
         .with_state(Arc::new(Counter::default()))
 }
 
