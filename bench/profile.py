@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Profile Aside's hit path (issue 7): one hot key, keep-alive load, then either
+
+  --tool callgrind   instructions per request, reproducible on a noisy machine
+                     (collection starts after the warm-up, so startup is excluded)
+  --tool perf        sampled CPU profile (if the kernel allows perf)
+
+    python3 bench/profile.py --aside target/release/aside [--tool callgrind] [--size 1024]
+
+Writes the annotated output to a scratch dir and prints the top functions.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+class ProfiledAside(bench.Aside):
+    def __init__(self, work, binary, hot, wrapper):
+        super().__init__(work, binary, hot)
+        self.wrapper = wrapper
+
+    def start(self, origin_port):
+        data = os.path.join(self.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        conf = bench.render("aside-bench.toml", os.path.join(self.dir, "aside.toml"),
+                            PORT=self.port, ADMIN_PORT=self.admin_port, DATA=data,
+                            ORIGIN_PORT=origin_port, HOT=self.hot, COLD="1GiB")
+        env = dict(os.environ)
+        env["ASIDE_ADMIN_TOKEN"] = "profile"
+        self.proc = bench.spawn(bench.pin(bench.SERVER_CPU) + self.wrapper + [self.binary, "--config", conf],
+                                self.log, env=env, cwd=self.dir)
+        bench.wait_port(self.port, self.proc, self.log, "aside", timeout=120)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--aside", required=True)
+    ap.add_argument("--tool", choices=["callgrind", "perf"], default="callgrind")
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--conns", type=int, default=8)
+    ap.add_argument("--top", type=int, default=40)
+    opts = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="aside-profile-")
+    out = os.path.join(work, "callgrind.out")
+    wrapper = []
+    if opts.tool == "callgrind":
+        wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}"]
+    try:
+        origin = bench.Origin(work)
+        aside = ProfiledAside(work, opts.aside, "64MiB", wrapper)
+        aside.start(origin.port)
+        path = bench.fixed_path(opts.size)
+        for _ in range(20):
+            bench.check_response(aside, path, opts.size)
+        before = origin.total()
+        target_pid = aside.proc.pid
+        if opts.tool == "callgrind":
+            subprocess.run(["callgrind_control", "-i", "on", str(target_pid)], check=True,
+                           capture_output=True)
+            perf = None
+        else:
+            perf = subprocess.Popen(["perf", "record", "-F", "2999", "-g", "--call-graph", "dwarf,16384",
+                                     "-o", os.path.join(work, "perf.data"), "-p", str(target_pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        r = bench.run_wrk(aside, None, "fixed.lua", {}, opts.seconds, opts.conns, path)
+        leaked = origin.total() - before
+        if opts.tool == "callgrind":
+            subprocess.run(["callgrind_control", "-d", str(target_pid)], check=True, capture_output=True)
+            time.sleep(1)
+            aside.stop()
+            dumps = sorted(f for f in os.listdir(work) if f.startswith("callgrind.out"))
+            files = [os.path.join(work, f) for f in dumps]
+            total_ir = 0
+            for f in files:
+                with open(f) as fh:
+                    for line in fh:
+                        if line.startswith("totals:") or line.startswith("summary:"):
+                            total_ir = max(total_ir, int(line.split()[1]))
+            print(f"requests {r['requests']} (origin requests during the run: {leaked}), "
+                  f"{r['errors']} errors; Ir total {total_ir:,}; "
+                  f"Ir per request ~{total_ir // max(1, r['requests']):,}")
+            for incl in ("no", "yes"):
+                ann = subprocess.run(["callgrind_annotate", f"--inclusive={incl}", "--threshold=100"] + files,
+                                     capture_output=True, text=True)
+                with open(os.path.join(work, f"annotate-inclusive-{incl}.txt"), "w") as fh:
+                    fh.write(ann.stdout)
+                print(f"\n===== callgrind_annotate --inclusive={incl} (top {opts.top}) =====")
+                print("\n".join(ann.stdout.splitlines()[:opts.top + 25]))
+        else:
+            perf.send_signal(2)
+            perf.wait()
+            aside.stop()
+            rep = subprocess.run(["perf", "report", "-i", os.path.join(work, "perf.data"), "--no-children",
+                                  "--stdio", "--percent-limit", "0.7", "-g", "none"],
+                                 capture_output=True, text=True)
+            print(f"requests {r['requests']}, {r['rps']:.0f} req/s under perf")
+            print(rep.stdout[:20000])
+        print(f"\nfiles in {work}")
+    finally:
+        bench.stop_all()
+
+
+if __name__ == "__main__":
+    main()
