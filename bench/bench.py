@@ -413,8 +413,10 @@ def run_scenario(sid, sc, opts, work, origin, aside_bin):
                 raise HarnessError(f"{s.label} died during {sid}; log:\n{tail(s.log)}")
             result["servers"][s.name]["peak_rss_kib"] = s.peak_rss_kib()
     finally:
+        t0 = time.time()
         for s in servers:
             s.stop()
+        log(f"  stopped servers in {time.time() - t0:.1f}s")
     return result
 
 
@@ -575,7 +577,9 @@ def main():
     finally:
         stop_all()
         if not opts.keep:
+            t0 = time.time()
             shutil.rmtree(work, ignore_errors=True)
+            log(f"removed scratch dir in {time.time() - t0:.1f}s")
     raw["loadavg_end"] = loadavg()
     raw["elapsed_s"] = round((datetime.datetime.now() - started).total_seconds(), 1)
     out = opts.out or os.path.join(work + ".json")
