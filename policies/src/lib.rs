@@ -70,7 +70,7 @@ pub fn parse_config(
         Err(e) => {
             let line = e.span().map(|s| locate::line_of(text, s.start));
             return Err(located(
-                ConfigError::new("", e.message().trim().to_owned()),
+                ConfigError::new("", e.message().trim().lines().collect::<Vec<_>>().join("; ")),
                 line,
             ));
         }
