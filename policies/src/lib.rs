@@ -70,7 +70,10 @@ pub fn parse_config(
         Err(e) => {
             let line = e.span().map(|s| locate::line_of(text, s.start));
             return Err(located(
-                ConfigError::new("", e.message().trim().lines().collect::<Vec<_>>().join("; ")),
+                ConfigError::new(
+                    "",
+                    e.message().trim().lines().collect::<Vec<_>>().join("; "),
+                ),
                 line,
             ));
         }

@@ -8,8 +8,14 @@ use aside_policies::{parse_config, Config, HostMatch, Mode, Scheme, SetCookie, T
 
 const FILES: &[(&str, &str)] = &[
     ("conf/aside.toml", include_str!("../../conf/aside.toml")),
-    ("conf/examples/weather-api.toml", include_str!("../../conf/examples/weather-api.toml")),
-    ("conf/examples/full.toml", include_str!("../../conf/examples/full.toml")),
+    (
+        "conf/examples/weather-api.toml",
+        include_str!("../../conf/examples/weather-api.toml"),
+    ),
+    (
+        "conf/examples/full.toml",
+        include_str!("../../conf/examples/full.toml"),
+    ),
 ];
 
 /// CI runs `aside --check-config` with no environment: so do we.
@@ -36,21 +42,41 @@ fn shipped_files_parse_and_round_trip() {
 #[test]
 fn default_file_values() {
     let c = parse_config(FILES[0].1, FILES[0].0, &no_env).unwrap();
-    assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
-    assert_eq!(c.admin.listen, "127.0.0.1:9080".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.server.listen,
+        vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        c.admin.listen,
+        "127.0.0.1:9080".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(c.admin.token, TokenSource::Generate);
     assert_eq!(c.store.path.to_str(), Some("data/aside.redb"));
     assert_eq!(c.store.hot_capacity, 256 << 20);
     assert_eq!(c.store.cold_capacity, 10 << 30);
     let demo = &c.upstreams[0];
-    assert_eq!((demo.name.as_str(), demo.scheme, demo.host.as_str(), demo.port), ("demo", Scheme::Http, "127.0.0.1", 8081));
+    assert_eq!(
+        (
+            demo.name.as_str(),
+            demo.scheme,
+            demo.host.as_str(),
+            demo.port
+        ),
+        ("demo", Scheme::Http, "127.0.0.1", 8081)
+    );
     assert_eq!(demo.host_header, "127.0.0.1:8081");
     let r = c.route_for("127.0.0.1:8080", "/weather", "GET").unwrap();
     assert_eq!(r.name, "weather");
     assert_eq!(r.policy.mode, Mode::RespectOrigin);
-    assert_eq!(r.policy.stale_while_revalidate, Some(Duration::from_secs(30)));
+    assert_eq!(
+        r.policy.stale_while_revalidate,
+        Some(Duration::from_secs(30))
+    );
     assert_eq!(r.policy.stale_if_error, Some(Duration::from_secs(600)));
-    assert_eq!(c.route_for("localhost", "/slow", "POST").unwrap().name, "default");
+    assert_eq!(
+        c.route_for("localhost", "/slow", "POST").unwrap().name,
+        "default"
+    );
     assert!(c.routes.last().unwrap().is_catch_all());
 }
 
@@ -63,14 +89,31 @@ fn weather_example_values() {
     assert_eq!(up.port, 443);
     assert_eq!(up.sni, "api.weather.example");
     assert!(up.verify_cert);
-    assert_eq!(up.headers, vec![("X-Api-Key".to_owned(), "demo-key".to_owned())]);
+    assert_eq!(
+        up.headers,
+        vec![("X-Api-Key".to_owned(), "demo-key".to_owned())]
+    );
     assert_eq!(c.admin.token, TokenSource::Env("ASIDE_ADMIN_TOKEN".into()));
-    let with_key = parse_config(text, name, &|n| (n == "WEATHER_API_KEY").then(|| "k-123".to_owned())).unwrap();
+    let with_key = parse_config(text, name, &|n| {
+        (n == "WEATHER_API_KEY").then(|| "k-123".to_owned())
+    })
+    .unwrap();
     assert_eq!(with_key.upstreams[0].headers[0].1, "k-123");
     let r = c.route_for("weather.local", "/v1/forecast", "GET").unwrap();
-    assert_eq!((r.name.as_str(), r.policy.mode, r.policy.ttl), ("forecast", Mode::Override, Some(Duration::from_secs(600))));
-    assert_eq!(c.route_for("weather.local", "/v1/forecast", "POST").unwrap().name, "default");
-    assert_eq!(c.route_for("other", "/v1/current", "GET").unwrap().name, "default");
+    assert_eq!(
+        (r.name.as_str(), r.policy.mode, r.policy.ttl),
+        ("forecast", Mode::Override, Some(Duration::from_secs(600)))
+    );
+    assert_eq!(
+        c.route_for("weather.local", "/v1/forecast", "POST")
+            .unwrap()
+            .name,
+        "default"
+    );
+    assert_eq!(
+        c.route_for("other", "/v1/current", "GET").unwrap().name,
+        "default"
+    );
 }
 
 #[test]
@@ -81,13 +124,21 @@ fn full_example_values() {
     assert!(c.server.tls.is_some());
     assert_eq!(c.upstreams[0].base_path, "/api");
     assert_eq!(c.upstreams[0].host_header, "crm.example.com:8443");
-    assert_eq!(c.upstreams[0].headers[0], ("Authorization".to_owned(), "Bearer dev-token".to_owned()));
+    assert_eq!(
+        c.upstreams[0].headers[0],
+        ("Authorization".to_owned(), "Bearer dev-token".to_owned())
+    );
     let r = &c.routes[0];
     assert_eq!(r.host, HostMatch::Suffix("crm.local".into()));
     assert_eq!(r.policy.set_cookie, SetCookie::Strip);
     assert_eq!(r.policy.key.headers, vec!["accept-language", "accept"]);
     assert_eq!(r.policy.max_object_size, 8 << 20);
-    assert_eq!(c.route_for("a.crm.local", "/contacts/1", "DELETE").unwrap().name, "writes");
+    assert_eq!(
+        c.route_for("a.crm.local", "/contacts/1", "DELETE")
+            .unwrap()
+            .name,
+        "writes"
+    );
 }
 
 #[test]

@@ -8,7 +8,10 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 
 fn route(body: &str) -> Route {
     let text = format!("[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n{body}\n");
-    parse_config(&text, "t.toml", &|_| None).unwrap().routes.remove(0)
+    parse_config(&text, "t.toml", &|_| None)
+        .unwrap()
+        .routes
+        .remove(0)
 }
 
 fn now() -> SystemTime {
@@ -54,21 +57,44 @@ fn check(r: &Route, table: &[(OriginFreshness, Want)]) {
 
 #[test]
 fn override_mode() {
-    let r = route("mode = \"override\"\nttl = \"10m\"\nstatus-ttl = { 404 = \"30s\", 500 = \"5s\" }");
+    let r =
+        route("mode = \"override\"\nttl = \"10m\"\nstatus-ttl = { 404 = \"30s\", 500 = \"5s\" }");
     check(
         &r,
         &[
             (ok(200, Some(5)), Want::Ttl(600, 0, 0)),
             (ok(200, None), Want::Ttl(600, 0, 0)),
-            (OriginFreshness { no_cache: true, ..ok(200, Some(0)) }, Want::Ttl(600, 0, 0)),
+            (
+                OriginFreshness {
+                    no_cache: true,
+                    ..ok(200, Some(0))
+                },
+                Want::Ttl(600, 0, 0),
+            ),
             (ok(404, Some(3600)), Want::Ttl(30, 0, 0)),
             (ok(500, None), Want::Ttl(5, 0, 0)),
             (ok(502, None), Want::No("status not cacheable")),
             (ok(410, None), Want::Ttl(600, 0, 0)),
-            (OriginFreshness { no_store: true, ..ok(200, None) }, Want::No("no-store")),
-            (OriginFreshness { private: true, ..ok(200, None) }, Want::No("private")),
             (
-                OriginFreshness { stale_while_revalidate: Some(S(7)), stale_if_error: Some(S(9)), ..ok(200, None) },
+                OriginFreshness {
+                    no_store: true,
+                    ..ok(200, None)
+                },
+                Want::No("no-store"),
+            ),
+            (
+                OriginFreshness {
+                    private: true,
+                    ..ok(200, None)
+                },
+                Want::No("private"),
+            ),
+            (
+                OriginFreshness {
+                    stale_while_revalidate: Some(S(7)),
+                    stale_if_error: Some(S(9)),
+                    ..ok(200, None)
+                },
                 Want::Ttl(600, 7, 9),
             ),
         ],
@@ -85,7 +111,13 @@ fn respect_origin_mode() {
         &[
             (ok(200, Some(60)), Want::Ttl(60, 0, 0)),
             (ok(200, None), Want::No("no freshness information")),
-            (OriginFreshness { no_cache: true, ..ok(200, Some(60)) }, Want::Ttl(0, 0, 0)),
+            (
+                OriginFreshness {
+                    no_cache: true,
+                    ..ok(200, Some(60))
+                },
+                Want::Ttl(0, 0, 0),
+            ),
             (ok(404, Some(10)), Want::Ttl(10, 0, 0)),
             (ok(500, Some(60)), Want::No("status not cacheable")),
             (ok(302, Some(60)), Want::No("status not cacheable")),
@@ -102,7 +134,11 @@ fn respect_origin_mode() {
             (ok(404, None), Want::Ttl(30, 30, 600)),
             (ok(404, Some(300)), Want::Ttl(300, 30, 600)),
             (
-                OriginFreshness { stale_while_revalidate: Some(S(1)), stale_if_error: Some(S(2)), ..ok(200, Some(5)) },
+                OriginFreshness {
+                    stale_while_revalidate: Some(S(1)),
+                    stale_if_error: Some(S(2)),
+                    ..ok(200, Some(5))
+                },
                 Want::Ttl(5, 30, 600),
             ),
         ],
@@ -119,13 +155,28 @@ fn clamp_mode() {
             (ok(200, Some(120)), Want::Ttl(120, 0, 0)),
             (ok(200, Some(86400)), Want::Ttl(300, 0, 0)),
             (ok(200, None), Want::Ttl(60, 0, 0)),
-            (OriginFreshness { no_cache: true, ..ok(200, None) }, Want::Ttl(30, 0, 0)),
+            (
+                OriginFreshness {
+                    no_cache: true,
+                    ..ok(200, None)
+                },
+                Want::Ttl(30, 0, 0),
+            ),
         ],
     );
     assert_eq!(r.max_fresh_until(now(), 200), Some(now() + S(300)));
     let no_default = route("mode = \"clamp\"\nmax-ttl = \"5m\"");
-    check(&no_default, &[(ok(200, None), Want::No("no freshness information")), (ok(200, Some(900)), Want::Ttl(300, 0, 0))]);
-    assert_eq!(route("mode = \"clamp\"\nmin-ttl = \"1m\"").max_fresh_until(now(), 200), None);
+    check(
+        &no_default,
+        &[
+            (ok(200, None), Want::No("no freshness information")),
+            (ok(200, Some(900)), Want::Ttl(300, 0, 0)),
+        ],
+    );
+    assert_eq!(
+        route("mode = \"clamp\"\nmin-ttl = \"1m\"").max_fresh_until(now(), 200),
+        None
+    );
 }
 
 #[test]
@@ -142,33 +193,80 @@ fn negative_caching() {
     );
     let only = route("cacheable-statuses = [200]\nstatus-ttl = { 404 = \"30s\" }");
     assert_eq!(only.policy.cacheable_statuses, vec![200, 404]);
-    check(&only, &[(ok(410, Some(60)), Want::No("status not cacheable")), (ok(404, None), Want::Ttl(30, 0, 0))]);
+    check(
+        &only,
+        &[
+            (ok(410, Some(60)), Want::No("status not cacheable")),
+            (ok(404, None), Want::Ttl(30, 0, 0)),
+        ],
+    );
 }
 
 #[test]
 fn authorization_set_cookie_size_and_disabled() {
     let strict = route("default-ttl = \"1m\"\nmax-object-size = \"1KiB\"");
-    let auth = OriginFreshness { authorized_request: true, ..ok(200, Some(60)) };
-    let cookie = OriginFreshness { set_cookie: true, ..ok(200, Some(60)) };
+    let auth = OriginFreshness {
+        authorized_request: true,
+        ..ok(200, Some(60))
+    };
+    let cookie = OriginFreshness {
+        set_cookie: true,
+        ..ok(200, Some(60))
+    };
     check(
         &strict,
         &[
             (auth.clone(), Want::No("authorization")),
-            (OriginFreshness { public_or_s_maxage: true, ..auth.clone() }, Want::Ttl(60, 0, 0)),
+            (
+                OriginFreshness {
+                    public_or_s_maxage: true,
+                    ..auth.clone()
+                },
+                Want::Ttl(60, 0, 0),
+            ),
             (cookie.clone(), Want::No("set-cookie")),
-            (OriginFreshness { size: Some(1024), ..ok(200, None) }, Want::Ttl(60, 0, 0)),
-            (OriginFreshness { size: Some(1025), ..ok(200, None) }, Want::No("too large")),
-            (OriginFreshness { private: true, authorized_request: true, ..ok(200, None) }, Want::No("private")),
+            (
+                OriginFreshness {
+                    size: Some(1024),
+                    ..ok(200, None)
+                },
+                Want::Ttl(60, 0, 0),
+            ),
+            (
+                OriginFreshness {
+                    size: Some(1025),
+                    ..ok(200, None)
+                },
+                Want::No("too large"),
+            ),
+            (
+                OriginFreshness {
+                    private: true,
+                    authorized_request: true,
+                    ..ok(200, None)
+                },
+                Want::No("private"),
+            ),
         ],
     );
     let lenient = route("cache-authorized = true\nset-cookie = \"strip\"");
-    check(&lenient, &[(auth, Want::Ttl(60, 0, 0)), (cookie.clone(), Want::Ttl(60, 0, 0))]);
+    check(
+        &lenient,
+        &[
+            (auth, Want::Ttl(60, 0, 0)),
+            (cookie.clone(), Want::Ttl(60, 0, 0)),
+        ],
+    );
     match lenient.freshness(&cookie, now()) {
-        Freshness::Store { strip_set_cookie, .. } => assert!(strip_set_cookie),
+        Freshness::Store {
+            strip_set_cookie, ..
+        } => assert!(strip_set_cookie),
         other => panic!("{other:?}"),
     }
     match lenient.freshness(&ok(200, Some(1)), now()) {
-        Freshness::Store { strip_set_cookie, .. } => assert!(!strip_set_cookie),
+        Freshness::Store {
+            strip_set_cookie, ..
+        } => assert!(!strip_set_cookie),
         other => panic!("{other:?}"),
     }
     let off = route("cache = false");

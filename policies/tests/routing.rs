@@ -55,7 +55,10 @@ fn first_match_wins() {
         let got = c.route_for(host, path, method).map(|r| r.name.as_str());
         assert_eq!(got, Some(*want), "{method} {host}{path}");
     }
-    assert_eq!(c.routes[0].methods.as_deref(), Some(&["GET".to_owned(), "HEAD".to_owned()][..]));
+    assert_eq!(
+        c.routes[0].methods.as_deref(),
+        Some(&["GET".to_owned(), "HEAD".to_owned()][..])
+    );
 }
 
 #[test]
@@ -82,7 +85,12 @@ fn bypass_rules() {
         (&[("authorization", "Bearer x")], None),
     ];
     for (headers, want) in table {
-        let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
         assert_eq!(catch_all.bypass(&lookup).as_deref(), *want, "{headers:?}");
     }
     let off = parse_config(
@@ -91,5 +99,8 @@ fn bypass_rules() {
         &|_| None,
     )
     .unwrap();
-    assert_eq!(off.routes[0].bypass(&|_| None).as_deref(), Some("cache disabled for route"));
+    assert_eq!(
+        off.routes[0].bypass(&|_| None).as_deref(),
+        Some("cache disabled for route")
+    );
 }

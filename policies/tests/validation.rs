@@ -334,6 +334,9 @@ fn env_defaults_expand() {
     let c = parse_config(&text, "t.toml", &env).unwrap();
     assert_eq!(
         c.upstreams[1].headers,
-        vec![("X-A".to_owned(), "value".to_owned()), ("X-B".to_owned(), "fallback".to_owned())]
+        vec![
+            ("X-A".to_owned(), "value".to_owned()),
+            ("X-B".to_owned(), "fallback".to_owned())
+        ]
     );
 }
