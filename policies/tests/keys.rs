@@ -21,7 +21,16 @@ fn no_headers(_: &str) -> Option<String> {
 fn normalized_urls() {
     let sorted = route("ignore-query = [\"utm_*\", \"fbclid\"]");
     let unsorted = route("sort-query = false");
-    let table: &[(&Route, &str, &str, &str, Option<&str>, &str)] = &[
+    /// (route, scheme, host, path, query, normalized URL)
+    type Case<'a> = (
+        &'a Route,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+    );
+    let table: &[Case] = &[
         (
             &sorted,
             "http",
@@ -280,17 +289,18 @@ fn key_of(r: &Route, q: &Req, upper: bool, enc_unreserved: bool) -> String {
     )
 }
 
-/// What the key must distinguish: everything but ignored parameters and the
-/// order of different parameter names.
-fn identity(
-    q: &Req,
-) -> (
+/// (https, host, path segments, query pairs, header value)
+type Identity = (
     bool,
     String,
     Vec<String>,
     Vec<(String, Option<String>)>,
     Option<String>,
-) {
+);
+
+/// What the key must distinguish: everything but ignored parameters and the
+/// order of different parameter names.
+fn identity(q: &Req) -> Identity {
     let mut query: Vec<_> = q
         .query
         .iter()

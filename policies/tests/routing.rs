@@ -76,7 +76,9 @@ fn route_for_none_without_catch_all() {
 fn bypass_rules() {
     let c = parse_config(ROUTES, "t.toml", &|_| None).unwrap();
     let catch_all = c.routes.last().unwrap();
-    let table: &[(&[(&str, &str)], Option<&str>)] = &[
+    /// (request headers, bypass reason)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let table: &[Case] = &[
         (&[], None),
         (&[("x-bypass", "1")], Some("header x-bypass")),
         (&[("cookie", "a=1; session=abc")], Some("cookie session")),
