@@ -1,1 +1,22 @@
-//! placeholder
+//! `aside-proxy`: the Aside binary's library — a pingora reverse proxy that
+//! implements cache-aside over the two-tier `aside-store`, with policies from
+//! `aside-policies`, plus the admin REST API.
+//!
+//! Architecture: `cli` parses flags and loads the config (`settings`);
+//! `server` opens the store and runs one pingora server with three services:
+//! the proxy (`proxy`, whose cache hooks answer pingora-cache's questions with
+//! the route policy, over the `storage` adapter), the admin API (`admin`) and
+//! the SIGHUP reloader. Everything lives in the library so tests build the
+//! same services as the binary.
+
+pub mod admin;
+pub mod cache_ops;
+pub mod cache_status;
+pub mod cli;
+pub mod demo_origin;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod settings;
+pub mod storage;
+pub mod upstream;

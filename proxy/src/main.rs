@@ -1,1 +1,5 @@
-fn main() {}
+//! `aside`: see `aside --help`.
+
+fn main() -> std::process::ExitCode {
+    aside_proxy::cli::main()
+}

@@ -1,0 +1,36 @@
+# The two commands a new user needs:
+#   make run   - build (release) and start Aside with conf/aside.toml in front of the demo origin
+#   make test  - everything CI checks: fmt, clippy, every config in conf/, the whole test suite
+CARGO ?= cargo
+ASIDE_RELEASE := target/release/aside
+ASIDE_DEBUG := target/debug/aside
+CONFIGS := $(wildcard conf/*.toml conf/examples/*.toml)
+
+.PHONY: run test prereqs check-config bench bench-smoke
+
+prereqs:
+	@scripts/prereqs.sh
+
+run: prereqs
+	$(CARGO) build --release -p aside-proxy --bin aside
+	@mkdir -p data
+	@$(ASIDE_RELEASE) demo-origin --listen 127.0.0.1:8081 & origin=$$!; \
+	  trap 'kill $$origin 2>/dev/null' EXIT INT TERM; \
+	  $(ASIDE_RELEASE) --config conf/aside.toml
+
+check-config:
+	$(CARGO) build -p aside-proxy --bin aside
+	@for f in $(CONFIGS); do $(ASIDE_DEBUG) --check-config $$f || exit 1; done
+
+test: prereqs
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) check-config
+	$(CARGO) test --workspace
+	$(MAKE) bench-smoke
+
+bench: prereqs
+	bench/run.sh
+
+bench-smoke: prereqs
+	bench/run.sh --smoke

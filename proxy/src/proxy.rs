@@ -1,0 +1,702 @@
+//! The pingora `ProxyHttp` implementation: route, key, decide, forward.
+//!
+//! pingora's cache machinery does the HTTP caching (lock, revalidation, SWR,
+//! SIE, Vary, Range, HEAD, Age, client 304s); this file only answers its
+//! questions with the operator's policies:
+//! - `request_filter` picks the route (and answers `PURGE`);
+//! - `request_cache_filter` turns caching on for GET/HEAD on caching routes;
+//! - `cache_key_callback` builds the key from the route's key rules;
+//! - `response_cache_filter` turns the origin's headers plus the route policy
+//!   into a `CacheMeta` (or refuses to store, with a reason);
+//! - `response_filter` adds `Cache-Status` / `X-Cache` and invalidates after
+//!   unsafe methods (RFC 9111 §4.4).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, Method};
+use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora_cache::key::{CacheKey, HashBinary};
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::{
+    CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+    VarianceBuilder,
+};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use aside_policies::{Config, Freshness, OriginFreshness, Route};
+use aside_store::CacheSelector;
+
+use crate::cache_status::CacheStatus;
+use crate::storage::{AsideStorage, KeyInfo};
+use crate::upstream::UpstreamRuntime;
+
+/// How long a request waits on another request's fill of the same key before
+/// going to the origin itself. Finite, so a stuck fill cannot hang clients.
+const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The configuration in force, with everything derived from it that requests need.
+pub struct Live {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// One runtime per `config.upstreams`, same order.
+    pub upstreams: Vec<UpstreamRuntime>,
+}
+
+impl Live {
+    /// Build the live state for a config (reads CA files).
+    ///
+    /// # Errors
+    /// An upstream's CA file is unreadable or invalid.
+    pub fn new(config: Arc<Config>) -> anyhow::Result<Live> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .cloned()
+            .map(UpstreamRuntime::new)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Live { config, upstreams })
+    }
+}
+
+/// State shared by every request of the proxy service.
+pub struct Shared {
+    /// Swapped as a whole on reload; each request takes one snapshot.
+    pub live: ArcSwap<Live>,
+    /// The same config as `live`, in the shape the admin API reads.
+    pub config: Arc<ArcSwap<Config>>,
+    /// The pingora storage over the store (leaked: pingora needs `'static`).
+    pub storage: &'static AsideStorage,
+    /// One fill per key at a time (leaked for the same reason).
+    pub lock: &'static CacheKeyLockImpl,
+}
+
+/// The proxy service.
+pub struct AsideProxy {
+    /// Shared with the admin API and the reloader.
+    pub shared: Arc<Shared>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    /// Config snapshot taken when the request arrived: one request sees one config.
+    live: Option<Arc<Live>>,
+    /// Index of the matched route in `live.config.routes`.
+    route: usize,
+    /// `http` or `https`, the scheme the client used (part of the cache key).
+    scheme: &'static str,
+    /// Lowercase host (with port when the client sent one).
+    host: String,
+    /// When the request arrived, for the access log.
+    started: Instant,
+    /// When the upstream request was sent, to time the origin.
+    upstream_started: Option<Instant>,
+    /// How long the origin took to answer headers.
+    upstream_time: Option<Duration>,
+    /// Status the origin answered, for `Cache-Status: fwd-status`.
+    upstream_status: Option<u16>,
+    /// Why caching was skipped, for `Cache-Status: detail` and logs.
+    bypass: Option<String>,
+    /// Whether `response_cache_filter` admitted the response to the store.
+    stored: bool,
+    /// Why it did not, when it did not.
+    not_stored: Option<&'static str>,
+    /// Holds a slot of the upstream's `max-concurrent` limit while forwarding.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Ctx {
+    fn live(&self) -> Result<&Arc<Live>> {
+        self.live
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no config snapshot"))
+    }
+
+    fn route(&self) -> Result<&Route> {
+        self.live()?
+            .config
+            .routes
+            .get(self.route)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route index out of range"))
+    }
+}
+
+fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The host a request is for: the `Host` header, or the URI authority (HTTP/2, absolute-form).
+fn request_host(req: &RequestHeader) -> Option<String> {
+    let raw = header_str(req, "host")
+        .map(str::to_owned)
+        .or_else(|| req.uri.authority().map(|a| a.as_str().to_owned()))?;
+    let host = raw.trim().to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+fn is_cacheable_method(m: &Method) -> bool {
+    *m == Method::GET || *m == Method::HEAD
+}
+
+fn is_unsafe_method(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+async fn respond_json(session: &mut Session, status: u16, body: serde_json::Value) -> Result<()> {
+    let body = Bytes::from(body.to_string());
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header("cache-status", "Aside; fwd=bypass; detail=purge")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Origin `Age` header in seconds (RFC 9111 §5.1), 0 when absent or invalid.
+fn origin_age(resp: &ResponseHeader) -> Duration {
+    resp.headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+/// Freshness lifetime from `Expires` relative to `Date` (RFC 9111 §4.2.1).
+fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let expires = pingora_cache::filters::calculate_expires_header_time(resp)?;
+    let date = resp
+        .headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+impl AsideProxy {
+    /// Answer `PURGE <url>`: allowed peers only; removes every Vary variant.
+    async fn handle_purge(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
+        let live = ctx.live()?;
+        let allowed = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| live.config.admin.purge_allow.iter().any(|n| n.contains(a.ip())));
+        if !allowed {
+            return respond_json(
+                session,
+                403,
+                serde_json::json!({"error": {"code": "forbidden", "message": "PURGE is not allowed from this address"}}),
+            )
+            .await;
+        }
+        let req = session.req_header();
+        let route = ctx.route()?;
+        let url = route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query());
+        let selector = CacheSelector {
+            urls: vec![url.clone()],
+            ..CacheSelector::default()
+        };
+        let store = self.shared.storage.store();
+        match store.cache_purge(&selector, aside_store::PurgeMode::Hard, false).await {
+            Ok(n) => {
+                crate::metrics::record_purge(n);
+                let status = if n > 0 { 200 } else { 404 };
+                respond_json(session, status, serde_json::json!({"data": {"url": url, "purged": n}}))
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "PURGE failed");
+                respond_json(
+                    session,
+                    500,
+                    serde_json::json!({"error": {"code": "internal", "message": "purge failed"}}),
+                )
+                .await
+            }
+        }
+    }
+
+    /// RFC 9111 §4.4: a successful unsafe request invalidates the target URI and
+    /// the `Location` / `Content-Location` URIs on the same host.
+    async fn invalidate_after_unsafe(&self, session: &Session, resp: &ResponseHeader, ctx: &Ctx) {
+        let Ok(route) = ctx.route() else { return };
+        let req = session.req_header();
+        let mut urls = vec![route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query())];
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(value) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = value.parse::<http::Uri>() else { continue };
+            let same_host = uri
+                .authority()
+                .is_none_or(|a| a.as_str().eq_ignore_ascii_case(&ctx.host));
+            if same_host && uri.path().starts_with('/') {
+                urls.push(route.normalized_url(ctx.scheme, &ctx.host, uri.path(), uri.query()));
+            }
+        }
+        let selector = CacheSelector {
+            urls,
+            ..CacheSelector::default()
+        };
+        if let Err(e) = self
+            .shared
+            .storage
+            .store()
+            .cache_purge(&selector, aside_store::PurgeMode::Hard, false)
+            .await
+        {
+            tracing::warn!(error = %e, "invalidation after unsafe method failed");
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for AsideProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            live: None,
+            route: 0,
+            scheme: "http",
+            host: String::new(),
+            started: Instant::now(),
+            upstream_started: None,
+            upstream_time: None,
+            upstream_status: None,
+            bypass: None,
+            stored: false,
+            not_stored: None,
+            permit: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = self.shared.live.load_full();
+        ctx.scheme = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let req = session.req_header();
+        let Some(host) = request_host(req) else {
+            respond_json(
+                session,
+                400,
+                serde_json::json!({"error": {"code": "bad_request", "message": "missing Host header"}}),
+            )
+            .await?;
+            return Ok(true);
+        };
+        let method = req.method.as_str().to_owned();
+        let path = req.uri.path().to_owned();
+        let route_host = host.split(':').next().unwrap_or(&host).to_owned();
+        let Some((index, _)) = live
+            .config
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| live.config.route_for(&route_host, &path, &method).is_some_and(|m| std::ptr::eq(m, *r)))
+        else {
+            ctx.live = Some(live);
+            respond_json(
+                session,
+                404,
+                serde_json::json!({"error": {"code": "no_route", "message": format!("no route for {host}{path}")}}),
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.route = index;
+        ctx.host = host;
+        ctx.live = Some(live);
+        if method == "PURGE" {
+            self.handle_purge(session, ctx).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let req = session.req_header();
+        if !is_cacheable_method(&req.method) {
+            ctx.bypass = Some("method".into());
+            return Ok(());
+        }
+        let route = ctx.route()?;
+        let lookup = |name: &str| header_str(req, name).map(str::to_owned);
+        if let Some(reason) = route.bypass(&lookup) {
+            ctx.bypass = Some(reason);
+            return Ok(());
+        }
+        let max_size = usize::try_from(route.policy.max_object_size).unwrap_or(usize::MAX);
+        session.cache.enable(
+            self.shared.storage,
+            None,
+            None,
+            Some(self.shared.lock),
+            Some(CacheOptionOverrides {
+                wait_timeout: Some(LOCK_WAIT_TIMEOUT),
+                max_lock_retries: Some(3),
+            }),
+        );
+        session.cache.set_max_file_size_bytes(max_size);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        let req = session.req_header();
+        let route = ctx.route()?;
+        let (path, query) = (req.uri.path(), req.uri.query());
+        let lookup = |name: &str| header_str(req, name).map(str::to_owned);
+        let primary = route.cache_key(ctx.scheme, &ctx.host, path, query, &lookup);
+        let url = route.normalized_url(ctx.scheme, &ctx.host, path, query);
+        let mut key = CacheKey::new(primary, "");
+        key.extensions.insert(KeyInfo {
+            url: url.into(),
+            host: ctx.host.as_str().into(),
+            route_tags: route.policy.tags.clone().into(),
+        });
+        Ok(key)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        if !is_fresh {
+            return Ok(None);
+        }
+        // Client asked for validation (RFC 9111 §5.2.1.4, Pragma §5.4).
+        let req = session.req_header();
+        let no_cache = CacheControl::from_req_headers(req).is_some_and(|cc| {
+            cc.no_cache() || cc.max_age().ok().flatten().is_some_and(|a| u64::from(a) < meta.age().as_secs())
+        }) || header_str(req, "pragma").is_some_and(|p| p.contains("no-cache"));
+        if no_cache {
+            return Ok(Some(ForcedFreshness::ForceExpiredServeStale { expired_at: None }));
+        }
+        // A reload may have shortened the route's TTL: apply it to stored entries.
+        let route = ctx.route()?;
+        let status = meta.response_header().status.as_u16();
+        if let Some(limit) = route.max_fresh_until(meta.created(), status) {
+            if limit < meta.fresh_until() && limit <= SystemTime::now() {
+                return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
+                    expired_at: Some(limit),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let decision = decide(session.req_header(), resp, ctx.route()?, SystemTime::now());
+        match decision {
+            Ok(meta) => {
+                ctx.stored = true;
+                Ok(RespCacheable::Cacheable(meta))
+            }
+            Err(reason) => {
+                ctx.not_stored = Some(reason);
+                Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(reason)))
+            }
+        }
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        let names: Vec<String> = meta
+            .headers()
+            .get_all(header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let mut builder = VarianceBuilder::new();
+        for name in &names {
+            let value = req.headers.get(name.as_str()).map_or(&[][..], |v| v.as_bytes());
+            builder.add_value(name, value);
+        }
+        builder.finalize()
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        // None = stale-while-revalidate (allowed by the meta's SWR window, which
+        // pingora checks); Some = stale-if-error for origin failures and 5xx.
+        match error {
+            None => true,
+            Some(e) => {
+                e.esource() == &ErrorSource::Upstream
+                    || matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let live = ctx.live()?.clone();
+        let route = ctx.route()?;
+        let upstream = live
+            .upstreams
+            .get(route.upstream)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream index out of range"))?;
+        if let Some(limit) = &upstream.limit {
+            let permit = limit.clone().acquire_owned().await.map_err(|e| {
+                Error::because(ErrorType::InternalError, "upstream limiter closed", e)
+            })?;
+            ctx.permit = Some(permit);
+        }
+        upstream.peer().await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let live = ctx.live()?.clone();
+        let route = ctx.route()?;
+        let upstream = &live.config.upstreams[route.upstream];
+        upstream_request.insert_header(header::HOST, upstream.host_header.as_str())?;
+        for (name, value) in &upstream.headers {
+            upstream_request.insert_header(name.clone(), value.as_str())?;
+        }
+        if !upstream.base_path.is_empty() {
+            let pq = upstream_request
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned();
+            let uri: http::Uri = format!("{}{}", upstream.base_path, pq)
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "bad upstream path", e))?;
+            upstream_request.set_uri(uri);
+        }
+        ctx.upstream_started = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        if let Some(start) = ctx.upstream_started {
+            let elapsed = start.elapsed();
+            ctx.upstream_time = Some(elapsed);
+            if let Ok(route) = ctx.route() {
+                let name = &ctx.live()?.config.upstreams[route.upstream].name;
+                crate::metrics::record_upstream(name, elapsed.as_secs_f64(), upstream_response.status.as_u16() < 500);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = if session.cache.enabled() || !matches!(session.cache.phase(), pingora_cache::CachePhase::Disabled(_)) {
+            CacheStatus::from_phase(session.cache.phase())
+        } else {
+            CacheStatus::Bypass
+        };
+        let now = SystemTime::now();
+        let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
+            .then(|| session.cache.cache_meta());
+        let detail = ctx.bypass.as_deref().or(ctx.not_stored);
+        let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
+        resp.insert_header("cache-status", value)?;
+        resp.insert_header("x-cache", status.x_cache())?;
+        crate::metrics::record_request(status.as_str());
+        if session.cache.lock_duration().is_some() {
+            crate::metrics::record_coalesced_wait();
+        }
+        let req_method = session.req_header().method.clone();
+        if is_unsafe_method(&req_method) && (200..400).contains(&resp.status.as_u16()) {
+            self.invalidate_after_unsafe(session, resp, ctx).await;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy
+    where
+        Ctx: Send + Sync,
+    {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if code > 0 {
+            let (kind, message) = match code {
+                504 => ("upstream_timeout", "the origin did not answer in time"),
+                502 => ("upstream_error", "the origin could not be reached or sent an invalid response"),
+                400 => ("bad_request", "the request could not be read"),
+                _ => ("error", "the request failed"),
+            };
+            let body = serde_json::json!({"error": {"code": kind, "message": message}}).to_string();
+            if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
+                let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
+                let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+                let _ = resp.insert_header("cache-status", "Aside; fwd=miss; detail=origin-error");
+                let _ = resp.insert_header("x-cache", "MISS");
+                if session.write_response_header(Box::new(resp), false).await.is_ok() {
+                    let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+                }
+            }
+            crate::metrics::record_request("error");
+        }
+        if let (Some(route), Some(live)) = (ctx.route().ok(), ctx.live.as_ref()) {
+            let name = &live.config.upstreams[route.upstream].name;
+            let secs = ctx.upstream_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+            crate::metrics::record_upstream(name, secs, false);
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let cache = if session.cache.enabled() {
+            CacheStatus::from_phase(session.cache.phase()).as_str()
+        } else {
+            "bypass"
+        };
+        tracing::info!(
+            target: "aside::access",
+            method = %req.method,
+            host = %ctx.host,
+            path = %req.uri.path(),
+            status,
+            cache,
+            upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+            total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// The operator's storage decision for one origin response: a `CacheMeta` to
+/// store, or the reason not to.
+pub fn decide(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    route: &Route,
+    now: SystemTime,
+) -> std::result::Result<CacheMeta, &'static str> {
+    // Vary: * can never be matched by a later request.
+    let vary_star = resp
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == "*"));
+    if vary_star {
+        return Err("vary-star");
+    }
+    // RFC 9213: CDN-Cache-Control, when present, replaces Cache-Control for us.
+    let cc = CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp));
+    let age = origin_age(resp);
+    let ttl = cc
+        .as_ref()
+        .and_then(|cc| cc.fresh_duration())
+        .or_else(|| expires_lifetime(resp, now))
+        .map(|lifetime| lifetime.saturating_sub(age));
+    let forbids_stale = cc
+        .as_ref()
+        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"));
+    let secs = |d: Option<u32>| d.map(|s| Duration::from_secs(u64::from(s)));
+    let origin = OriginFreshness {
+        status: resp.status.as_u16(),
+        ttl,
+        stale_while_revalidate: cc.as_ref().and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
+        stale_if_error: cc.as_ref().and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
+        no_store: cc.as_ref().is_some_and(|cc| cc.no_store()),
+        private: cc.as_ref().is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
+        no_cache: cc.as_ref().is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
+        authorized_request: req.headers.contains_key(header::AUTHORIZATION),
+        set_cookie: resp.headers.contains_key(header::SET_COOKIE),
+        public_or_s_maxage: cc.as_ref().is_some_and(|cc| cc.allow_caching_authorized_req()),
+        size: resp
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    };
+    match route.freshness(&origin, now) {
+        Freshness::DoNotStore { reason } => Err(reason),
+        Freshness::Store {
+            fresh_until,
+            stale_while_revalidate,
+            stale_if_error,
+            strip_set_cookie,
+        } => {
+            let mut stored = resp.clone();
+            if strip_set_cookie {
+                stored.remove_header(&header::SET_COOKIE);
+            }
+            if let Some(cc) = &cc {
+                cc.strip_private_headers(&mut stored);
+            }
+            // Hop-by-hop and per-connection headers never belong in the store.
+            for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+                stored.remove_header(name);
+            }
+            let (swr, sie) = if forbids_stale {
+                (0, 0)
+            } else {
+                (clamp_secs(stale_while_revalidate), clamp_secs(stale_if_error))
+            };
+            Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
+        }
+    }
+}
+
+fn clamp_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}

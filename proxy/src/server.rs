@@ -1,0 +1,213 @@
+//! Wiring: open the store, build the pingora server with the proxy service,
+//! the admin API and the reloader as background services, and run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_cache::lock::CacheLock;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+
+use aside_policies::Config;
+use aside_store::{Limits, Store, StoreConfig};
+
+use crate::proxy::{AsideProxy, Live, Shared};
+use crate::settings::{self, Overrides, Source};
+use crate::storage::AsideStorage;
+
+/// How long a cache fill may hold the per-key lock before others stop waiting on it.
+const LOCK_AGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs go to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The store settings of a config, in the store's terms.
+pub fn store_config(config: &Config) -> StoreConfig {
+    let mut sc = StoreConfig::new(config.store.path.clone());
+    sc.hot_capacity = config.store.hot_capacity;
+    sc.cold_capacity = config.store.cold_capacity;
+    sc.limits = Limits {
+        max_key_bytes: config.store.max_key_bytes,
+        max_value_bytes: config.store.max_value_bytes,
+        min_ttl: config.store.min_ttl,
+        max_ttl: config.store.max_ttl,
+    };
+    sc
+}
+
+/// Re-read the config and swap it in; the old config keeps serving on error.
+pub fn reload(shared: &Shared, source: &Source, overrides: &Overrides) -> Result<(), String> {
+    let config = Arc::new(settings::load(source, overrides)?);
+    let live = Live::new(config.clone()).map_err(|e| format!("{e:#}"))?;
+    shared.live.store(Arc::new(live));
+    shared.config.store(config);
+    tracing::info!("configuration reloaded");
+    Ok(())
+}
+
+/// Run Aside until SIGTERM/SIGINT.
+///
+/// # Errors
+/// The store cannot be opened, a listener cannot bind, or TLS files are invalid.
+pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let data_dir = settings::data_dir(&config).to_path_buf();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+
+    // The store owns its threads; this runtime only drives the open.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let store = rt
+        .block_on(Store::open(store_config(&config)))
+        .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
+
+    let mut token_source = config.admin.token.clone();
+    if matches!(token_source, aside_policies::TokenSource::Generate)
+        && std::env::var_os("ASIDE_ADMIN_TOKEN").is_some()
+    {
+        token_source = aside_policies::TokenSource::Env("ASIDE_ADMIN_TOKEN".into());
+    }
+    let token = crate::admin::resolve_token(&token_source, &data_dir)?;
+
+    let live = Live::new(config.clone())?;
+    let shared = Arc::new(Shared {
+        live: ArcSwap::from_pointee(live),
+        config: Arc::new(ArcSwap::new(config.clone())),
+        storage: AsideStorage::leak(store.clone()),
+        lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),
+    });
+
+    let grace = config.server.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: config.server.threads.max(1),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        pid_file: data_dir.join("aside.pid").display().to_string(),
+        upgrade_sock: data_dir.join("aside-upgrade.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        AsideProxy {
+            shared: shared.clone(),
+        },
+        "aside proxy",
+    );
+    for addr in &config.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &config.server.tls {
+        for addr in &tls.listen {
+            proxy
+                .add_tls(
+                    &addr.to_string(),
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
+                .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+        }
+    }
+    server.add_service(proxy);
+
+    // Bind the admin listener now so a busy port fails at start, not later.
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen)
+        .with_context(|| format!("cannot bind admin listener {}", config.admin.listen))?;
+    admin_listener.set_nonblocking(true)?;
+    let reload_fn: Arc<dyn Fn() -> Result<(), String> + Send + Sync> = {
+        let shared = shared.clone();
+        Arc::new(move || reload(&shared, &source, &overrides))
+    };
+    let admin_state = crate::admin::AdminState {
+        store,
+        config: shared.config.clone(),
+        token: token.into(),
+        reload: reload_fn.clone(),
+    };
+    server.add_service(background_service(
+        "admin api",
+        AdminService {
+            listener: parking_lot::Mutex::new(Some(admin_listener)),
+            state: admin_state,
+        },
+    ));
+    server.add_service(background_service("reloader", Reloader { reload: reload_fn }));
+
+    let listen: Vec<SocketAddr> = config.server.listen.clone();
+    tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
+    server.run_forever();
+}
+
+/// The admin API as a pingora background service.
+struct AdminService {
+    /// Taken once when the service starts.
+    listener: parking_lot::Mutex<Option<std::net::TcpListener>>,
+    state: crate::admin::AdminState,
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self.listener.lock().take() else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener");
+                return;
+            }
+        };
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = crate::admin::serve(listener, self.state.clone(), stop).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    }
+}
+
+/// Re-reads the config on SIGHUP.
+struct Reloader {
+    reload: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    if let Err(e) = (self.reload)() {
+                        tracing::error!(error = %e, "reload rejected; the old configuration keeps serving");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! pingora-cache `Storage` on top of `aside-store`'s cache namespace.
+//!
+//! pingora owns the HTTP caching rules (freshness, revalidation, Vary, Range,
+//! the cache lock); this adapter only moves bytes between pingora's handlers and
+//! the store. Three rules shape it:
+//! - a store fault never fails a request: lookups that error are misses (pingora
+//!   treats `Err` from `lookup` as a miss too, but we log and count it once here);
+//! - the readable URL, host and tags of an entry travel in the `CacheKey`'s
+//!   extensions ([`KeyInfo`]), set by the proxy's `cache_key_callback`, because
+//!   pingora only hands hashes to the storage;
+//! - a soft purge lowers the store's `fresh_until` without touching the meta
+//!   blobs: `lookup` applies it to the decoded meta, so hot and cold tiers agree.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::key::{CacheHashKey, CacheKey};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::CacheMeta;
+use pingora_error::{Error, ErrorType, OrErr, Result};
+
+use aside_store::{CacheEntry, Store, Tier};
+
+/// What the proxy knows about a request's cache entry beyond its hash.
+///
+/// Stored in `CacheKey::extensions` so that `get_miss_handler` can record the
+/// readable URL (for prefix listing and URL purges), the host and the route's tags.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// Normalized URL (`http://host/path?query`), shared by all Vary variants.
+    pub url: Arc<str>,
+    /// Lowercase `host[:port]` for host purges.
+    pub host: Arc<str>,
+    /// Tags configured on the route; the origin's `Cache-Tag`/`Surrogate-Key` are added on fill.
+    pub route_tags: Arc<[String]>,
+}
+
+/// The pingora storage backend. One per process, leaked to get the `'static`
+/// lifetime pingora requires.
+pub struct AsideStorage {
+    store: Store,
+}
+
+impl AsideStorage {
+    /// Leak a storage over `store`; pingora needs `&'static`.
+    pub fn leak(store: Store) -> &'static AsideStorage {
+        Box::leak(Box::new(AsideStorage { store }))
+    }
+
+    /// The store behind this storage.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Tags an origin attached to a response (`Cache-Tag: a,b` / `Surrogate-Key: a b`).
+pub fn origin_tags(meta: &CacheMeta) -> Vec<String> {
+    let headers = meta.headers();
+    let mut tags = Vec::new();
+    for name in ["cache-tag", "surrogate-key"] {
+        for value in headers.get_all(name) {
+            if let Ok(v) = value.to_str() {
+                tags.extend(
+                    v.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty() && t.len() <= 256)
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    tags
+}
+
+/// Seconds a stored entry stays usable past `fresh_until` (the longer of SWR and SIE).
+fn stale_until(meta: &CacheMeta) -> SystemTime {
+    let extra = meta
+        .stale_while_revalidate_sec()
+        .max(meta.stale_if_error_sec());
+    meta.fresh_until()
+        .checked_add(std::time::Duration::from_secs(u64::from(extra)))
+        .unwrap_or(meta.fresh_until())
+}
+
+fn store_err(context: &'static str, e: aside_store::Error) -> Box<Error> {
+    crate::metrics::record_store_error();
+    Error::because(ErrorType::InternalError, context, e)
+}
+
+#[async_trait]
+impl Storage for AsideStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key.combined_bin();
+        let found = match self.store.cache_lookup(&hash).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache lookup failed; treating as a miss");
+                return Err(store_err("cache lookup", e));
+            }
+        };
+        let Some((entry, tier)) = found else {
+            return Ok(None);
+        };
+        let mut meta = match CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header) {
+            Ok(meta) => meta,
+            Err(e) => {
+                // An undecodable entry is useless: drop it so the next request refills it.
+                tracing::warn!(error = %e, url = %entry.url, "undecodable cache meta; purging entry");
+                let _ = self.store.cache_delete(&hash).await;
+                return Ok(None);
+            }
+        };
+        if entry.fresh_until < meta.fresh_until() {
+            // Soft purge (or a shortened TTL) recorded by the store.
+            meta.expire_at(entry.fresh_until);
+        }
+        meta.extensions_mut().insert(tier);
+        let len = entry.body.len();
+        Ok(Some((
+            meta,
+            Box::new(AsideHit {
+                entry,
+                start: 0,
+                end: len,
+                done: false,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let info = key.extensions.get::<KeyInfo>().cloned().or_err(
+            ErrorType::InternalError,
+            "cache key without KeyInfo (cache_key_callback must set it)",
+        )?;
+        let (meta_internal, meta_header) = meta.serialize()?;
+        let mut tags: Vec<String> = info.route_tags.to_vec();
+        for t in origin_tags(meta) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        Ok(Box::new(AsideMiss {
+            store: self.store.clone(),
+            entry: Some(CacheEntry {
+                hash: key.combined_bin(),
+                url: info.url.to_string(),
+                host: info.host.to_string(),
+                tags,
+                status: meta.response_header().status.as_u16(),
+                meta_internal: Bytes::from(meta_internal),
+                meta_header: Bytes::from(meta_header),
+                body: Bytes::new(),
+                stored_at: meta.created(),
+                fresh_until: meta.fresh_until(),
+                stale_until: stale_until(meta),
+                soft_purged: false,
+            }),
+            body: BytesMut::new(),
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let hash = target.key().combined_bin();
+        match self.store.cache_delete(&hash).await {
+            Ok(true) => Ok(PurgeOutcome::Purged(None)),
+            Ok(false) => Ok(PurgeOutcome::NotFound),
+            Err(e) => Err(store_err("cache purge", e)),
+        }
+    }
+
+    async fn expire(&'static self, target: PurgeTarget<'_>, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+        let hash = target.key().combined_bin();
+        match self.store.cache_expire(&hash).await {
+            Ok(true) => Ok(PurgeOutcome::Expired),
+            Ok(false) => Ok(PurgeOutcome::NotFound),
+            Err(e) => Err(store_err("cache expire", e)),
+        }
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let (internal, header) = meta.serialize()?;
+        self.store
+            .cache_update_meta(
+                &key.combined_bin(),
+                Bytes::from(internal),
+                Bytes::from(header),
+                meta.fresh_until(),
+                stale_until(meta),
+            )
+            .await
+            .map_err(|e| store_err("cache update_meta", e))
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        // Upstream truncation bug #932: keep whole-object writes.
+        false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// A hit: the whole body is already in memory (`Bytes`, cheap to slice), so
+/// seeking for Range requests is just moving two indexes.
+struct AsideHit {
+    entry: Arc<CacheEntry>,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+#[async_trait]
+impl HandleHit for AsideHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.entry.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.entry.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start out of range {start} >= {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len));
+        self.done = false;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// A fill in progress. Dropped without `finish` = the fill failed: nothing is written.
+struct AsideMiss {
+    store: Store,
+    entry: Option<CacheEntry>,
+    body: BytesMut,
+}
+
+#[async_trait]
+impl HandleMiss for AsideMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let Some(mut entry) = self.entry.take() else {
+            return Error::e_explain(ErrorType::InternalError, "miss handler finished twice");
+        };
+        let size = self.body.len();
+        entry.body = std::mem::take(&mut self.body).freeze();
+        self.store
+            .cache_fill(entry)
+            .await
+            .map_err(|e| store_err("cache fill", e))?;
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+/// The tier a hit came from, recorded in the meta's extensions for headers and logs.
+pub fn hit_tier(meta: &CacheMeta) -> Option<Tier> {
+    meta.extensions().get::<Tier>().copied()
+}

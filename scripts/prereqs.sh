@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building Aside needs on a fresh Debian machine, only when missing:
+# cmake (pingora's zlib-ng build script runs it). Extra Debian packages can be
+# passed as arguments (the benchmarks ask for nginx, varnish, wrk).
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+for pkg in "$@"; do
+  case "$pkg" in
+    varnish) command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varnish) ;;
+    nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx) ;;
+    *) command -v "$pkg" >/dev/null 2>&1 || need+=("$pkg") ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "installing: ${need[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
+if command -v apt-get >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+elif [[ " ${need[*]} " == *" cmake "* ]] && command -v pip >/dev/null 2>&1; then
+  pip install --quiet cmake
+else
+  echo "please install: ${need[*]}" >&2
+  exit 1
+fi
