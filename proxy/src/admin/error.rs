@@ -162,6 +162,18 @@ impl From<aside_store::Error> for ApiError {
                 code: "not_a_number",
                 message,
             },
+            E::Overflow { .. } => Self::Conflict {
+                code: "overflow",
+                message,
+            },
+            E::InvalidVersion { .. } => Self::BadRequest {
+                code: "invalid_version",
+                message,
+            },
+            E::TooManyOperations { .. } => Self::BadRequest {
+                code: "too_many_operations",
+                message,
+            },
             E::InvalidCursor => Self::BadRequest {
                 code: "invalid_cursor",
                 message,
