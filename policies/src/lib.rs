@@ -1,1 +1,126 @@
-//! placeholder
+//! `aside-policies`: the config file of Aside and the operator's caching
+//! decisions.
+//!
+//! Architecture: [`parse_config`] reads TOML text into a file model
+//! ([`file::FileConfig`]: every key optional, unknown keys rejected), then
+//! `validate` turns it into a [`Config`] of parsed, cross-checked values
+//! (durations, byte sizes, socket addresses, host matchers, compiled globs).
+//! Errors are located by re-reading the text with `toml_edit`, which keeps the
+//! span of every key, so messages name file, line and key path. At request
+//! time the proxy asks a `Config` for the [`Route`] of a request
+//! ([`Config::route_for`]), and the route for its cache key
+//! ([`Route::cache_key`]), whether to bypass the cache ([`Route::bypass`]) and
+//! what to do with a response ([`Route::freshness`], `now` a parameter).
+//!
+//! The crate is pure: no I/O, no async runtime, no environment access (the
+//! environment is a closure parameter), so every decision is tested with
+//! tables.
+
+mod config;
+mod duration;
+mod env;
+mod error;
+pub mod file;
+mod freshness;
+mod host;
+mod ipnet;
+mod key;
+mod locate;
+mod route;
+mod size;
+mod upstream;
+mod validate;
+
+pub use config::{Admin, Config, ListenerTls, Server, StoreSettings, TokenSource};
+pub use duration::{format_duration, parse_duration};
+pub use env::expand as expand_env;
+pub use error::ConfigError;
+pub use freshness::{Freshness, OriginFreshness};
+pub use host::HostMatch;
+pub use ipnet::IpNet;
+pub use route::{
+    KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_MAX_OBJECT_SIZE,
+};
+pub use size::{format_size, parse_size};
+pub use upstream::{Scheme, Upstream};
+pub use validate::to_file;
+
+/// Parses and validates a config file's text.
+///
+/// `file` is only used in messages; `env` looks up environment variables for
+/// `${NAME}` / `${NAME:-default}` in upstream header values (pass
+/// `&|name| std::env::var(name).ok()` in the binary).
+///
+/// # Errors
+/// The first problem found, located by file, line and key path: TOML syntax,
+/// an unknown key, a value of the wrong type or form, or a failed cross-check
+/// (unknown upstream, missing catch-all route, unset variable, ...).
+pub fn parse_config(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let located = |mut e: ConfigError, line: Option<usize>| {
+        e.file = file.to_owned();
+        e.line = line;
+        e
+    };
+    let map = match locate::SourceMap::parse(text) {
+        Ok(m) => m,
+        Err(e) => {
+            let line = e.span().map(|s| locate::line_of(text, s.start));
+            return Err(located(
+                ConfigError::new(
+                    "",
+                    e.message().trim().lines().collect::<Vec<_>>().join("; "),
+                ),
+                line,
+            ));
+        }
+    };
+    let model: file::FileConfig = match toml::from_str(text) {
+        Ok(m) => m,
+        Err(e) => {
+            let start = e.span().map(|s| s.start);
+            let line = start.map(|s| locate::line_of(text, s));
+            let path = start.and_then(|s| map.path_at(s)).unwrap_or_default();
+            let (key, message) = serde_message(&path, e.message());
+            return Err(located(ConfigError::new(key, message), line));
+        }
+    };
+    validate::validate(&model, env).map_err(|e| {
+        let line = map.line_for_path(&e.key);
+        located(e, line)
+    })
+}
+
+/// Rewrites serde's messages into the crate's style; returns (key, message).
+fn serde_message(path: &str, message: &str) -> (String, String) {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let key = if path.ends_with(field) || path.is_empty() {
+            if path.is_empty() {
+                field.to_owned()
+            } else {
+                path.to_owned()
+            }
+        } else {
+            format!("{path}.{field}")
+        };
+        let message = if allowed.is_empty() {
+            "unknown key (this table takes no keys)".to_owned()
+        } else {
+            format!("unknown key (expected one of: {})", allowed.join(", "))
+        };
+        return (key, message);
+    }
+    if message.starts_with("data did not match any variant of untagged enum OneOrMany") {
+        return (
+            path.to_owned(),
+            "expected an address like \"127.0.0.1:8080\" or an array of them".to_owned(),
+        );
+    }
+    (path.to_owned(), message.to_owned())
+}

@@ -342,9 +342,11 @@ impl ProxyHttp for AsideProxy {
             None,
             None,
             Some(self.shared.lock),
-            Some(CacheOptionOverrides {
-                wait_timeout: Some(LOCK_WAIT_TIMEOUT),
-                max_lock_retries: Some(3),
+            Some({
+                let mut o = CacheOptionOverrides::default();
+                o.wait_timeout = Some(LOCK_WAIT_TIMEOUT);
+                o.max_lock_retries = Some(3);
+                o
             }),
         );
         session.cache.set_max_file_size_bytes(max_size);

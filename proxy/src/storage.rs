@@ -24,7 +24,7 @@ use pingora_cache::storage::{
 };
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
-use pingora_error::{Error, ErrorType, OrErr, Result};
+use pingora_error::{Error, ErrorType, OkOrErr, Result};
 
 use aside_store::{CacheEntry, Store, Tier};
 

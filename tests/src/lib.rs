@@ -1,1 +1,502 @@
-//! placeholder
+//! End-to-end test harness: a scriptable local origin and the real `aside`
+//! binary started on ephemeral loopback ports.
+//!
+//! ```ignore
+//! let origin = Origin::start(|req| Reply::ok("hello").header("cache-control", "max-age=60")).await;
+//! let aside = Aside::builder().upstream(&origin.url()).start().await;
+//! let r = aside.get("/x").await;
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+
+/// Admin token every test instance uses.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// What the scripted origin received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+}
+
+/// A response the origin sends.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Delay before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// 200 with a body.
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Any status with a body.
+    pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            ..Reply::ok(body)
+        }
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Answer after `d`.
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A local origin whose answers a closure decides; it records every request.
+pub struct Origin {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    /// Start an origin on `127.0.0.1:0`. The closure gets the request and the
+    /// 1-based number of requests received so far.
+    pub async fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind origin");
+        Origin::serve(listener, Arc::new(handler))
+    }
+
+    /// Start an origin on a given, already bound listener (for restarts on the same port).
+    pub fn serve(listener: tokio::net::TcpListener, handler: Arc<Handler>) -> Origin {
+        let addr = listener.local_addr().expect("origin addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (h2, s2) = (hits.clone(), seen.clone());
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let (hits, seen, handler) = (h2.clone(), s2.clone(), handler.clone());
+            async move {
+                let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+                let s = Seen {
+                    method: req.method().to_string(),
+                    uri: req.uri().to_string(),
+                    headers: req.headers().clone(),
+                };
+                seen.lock().expect("seen lock").push(s.clone());
+                let reply = handler(&s, n);
+                if !reply.delay.is_zero() {
+                    tokio::time::sleep(reply.delay).await;
+                }
+                let mut resp = Response::new(Body::from(reply.body));
+                *resp.status_mut() = StatusCode::from_u16(reply.status).expect("status");
+                for (k, v) in reply.headers {
+                    resp.headers_mut().append(
+                        HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                        HeaderValue::from_str(&v).expect("header value"),
+                    );
+                }
+                resp
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Origin {
+            addr,
+            hits,
+            seen,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The origin's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen lock").clone()
+    }
+
+    /// Stop answering (the port closes).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Path of the `aside` binary built by cargo (`target/<profile>/aside`).
+pub fn aside_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ASIDE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/aside
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir layout");
+    let bin = dir.join("aside");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p aside-proxy --bin aside` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `aside` process with its own data directory and ports.
+pub struct Aside {
+    child: Child,
+    /// Proxy address.
+    pub addr: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// Data directory (kept for restarts).
+    pub dir: Arc<tempfile::TempDir>,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// HTTP client without connection reuse surprises.
+    pub client: reqwest::Client,
+}
+
+/// Builds an Aside config for tests.
+pub struct AsideBuilder {
+    upstream: String,
+    routes: Vec<String>,
+    extra: String,
+    dir: Option<Arc<tempfile::TempDir>>,
+    ports: Option<(u16, u16)>,
+    upstream_extra: String,
+}
+
+impl Aside {
+    /// Start configuring an instance.
+    pub fn builder() -> AsideBuilder {
+        AsideBuilder {
+            upstream: String::new(),
+            routes: Vec::new(),
+            extra: String::new(),
+            dir: None,
+            ports: None,
+            upstream_extra: String::new(),
+        }
+    }
+
+    /// `http://ADDR`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Admin URL.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// GET through the proxy.
+    pub async fn get(&self, path: &str) -> Resp {
+        Resp::from(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Request with custom headers through the proxy.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self
+            .client
+            .request(method.parse().expect("method"), self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    /// An authorized admin request.
+    pub fn admin(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method.parse().expect("method"), self.admin_url(path))
+            .bearer_auth(TOKEN)
+    }
+
+    /// Send SIGHUP (config reload).
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    }
+
+    /// Stop the process (SIGTERM, then SIGKILL after a deadline) and wait for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop and start again with the same config, data directory and ports.
+    pub async fn restart(mut self) -> Aside {
+        self.stop();
+        let cfg = std::fs::read_to_string(&self.config_path).expect("config");
+        Aside::spawn(self.dir.clone(), cfg, self.addr, self.admin).await
+    }
+
+    async fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        config: String,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> Aside {
+        let config_path = dir.path().join("aside.toml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("aside.log")).expect("log file");
+        let child = Command::new(aside_bin())
+            .arg("--config")
+            .arg(&config_path)
+            .env("ASIDE_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn aside");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let aside = Aside {
+            child,
+            addr,
+            admin,
+            dir,
+            config_path,
+            client,
+        };
+        aside.wait_ready().await;
+        aside
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .client
+                .get(self.admin_url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+                && tokio::net::TcpStream::connect(self.addr).await.is_ok();
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aside did not become ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aside.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AsideBuilder {
+    /// The origin every route goes to.
+    pub fn upstream(mut self, url: &str) -> Self {
+        self.upstream = url.to_owned();
+        self
+    }
+
+    /// Extra keys for the `[[upstream]]` table (TOML lines).
+    pub fn upstream_extra(mut self, toml: &str) -> Self {
+        self.upstream_extra.push_str(toml);
+        self.upstream_extra.push('\n');
+        self
+    }
+
+    /// Add a route (TOML lines inside a `[[route]]` table; `upstream` is added).
+    /// Routes come before the default catch-all (respect-origin).
+    pub fn route(mut self, toml: &str) -> Self {
+        self.routes.push(toml.to_owned());
+        self
+    }
+
+    /// Extra top-level TOML appended to the config.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
+    }
+
+    /// The config text this builder produces (for given ports and directory).
+    pub fn config_text(&self, addr: SocketAddr, admin: SocketAddr, dir: &Path) -> String {
+        let mut s = format!(
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace-period = \"1s\"\n\n[admin]\nlisten = \"{admin}\"\ntoken-env = \"ASIDE_ADMIN_TOKEN\"\n\n[store]\npath = \"{}\"\nhot-capacity = \"64MiB\"\ncold-capacity = \"1GiB\"\n\n[[upstream]]\nname = \"origin\"\nurl = \"{}\"\nconnect-timeout = \"1s\"\nread-timeout = \"2s\"\n{}\n",
+            dir.join("aside.redb").display(),
+            self.upstream,
+            self.upstream_extra,
+        );
+        for r in &self.routes {
+            s.push_str("[[route]]\nupstream = \"origin\"\n");
+            s.push_str(r);
+            s.push_str("\n\n");
+        }
+        s.push_str("[[route]]\nupstream = \"origin\"\nmode = \"respect-origin\"\n\n");
+        s.push_str(&self.extra);
+        s
+    }
+
+    /// Write the config and start the process; returns once it answers.
+    pub async fn start(self) -> Aside {
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+        let (p, a) = self.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let addr: SocketAddr = format!("127.0.0.1:{p}").parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{a}").parse().expect("addr");
+        let text = self.config_text(addr, admin, dir.path());
+        Aside::spawn(dir, text, addr, admin).await
+    }
+}
+
+/// A response read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status.
+    pub status: u16,
+    /// Headers (lowercase names; last value wins).
+    pub headers: HashMap<String, String>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = r.bytes().await.expect("body").to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A header value or "".
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+
+    /// `X-Cache`.
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache")
+    }
+
+    /// Body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Poll `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,172 @@
+//! The validated configuration and its lookups.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::ipnet::IpNet;
+use crate::route::Route;
+use crate::upstream::{Upstream, UNKNOWN_UPSTREAM};
+
+/// The whole validated configuration. Built by [`crate::parse_config`] or
+/// [`Config::quick`]; every value is parsed and cross-checked (route upstreams
+/// exist, a catch-all route is last, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The proxy listener(s).
+    pub server: Server,
+    /// The admin API listener.
+    pub admin: Admin,
+    /// Store location and limits.
+    pub store: StoreSettings,
+    /// Origins, in file order; at least one.
+    pub upstreams: Vec<Upstream>,
+    /// Routes in file order, the first match wins; the last one is a catch-all.
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    /// First matching route; `None` only if nothing matches (validation
+    /// requires a catch-all, so normally `Some`).
+    pub fn route_for(&self, host: &str, path: &str, method: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(host, path, method))
+    }
+
+    /// The upstream of a route of this config. A route from another config
+    /// whose index is out of range gets a placeholder upstream (empty host,
+    /// port 0) that fails to connect, rather than a panic.
+    pub fn upstream(&self, route: &Route) -> &Upstream {
+        self.upstreams
+            .get(route.upstream)
+            .unwrap_or(&UNKNOWN_UPSTREAM)
+    }
+
+    /// The upstream with this name.
+    pub fn upstream_named(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// A config with a single catch-all route to `url` (for
+    /// `aside --to URL [--ttl D]`): respect-origin mode, or override with
+    /// `ttl` when `Some`. All other settings default; the upstream is named
+    /// `origin`, the route `default`.
+    ///
+    /// # Errors
+    /// When `url` is not an `http://` or `https://` URL (key `upstream[0].url`,
+    /// file `--to`), or `ttl` is zero.
+    pub fn quick(url: &str, ttl: Option<Duration>) -> Result<Config, ConfigError> {
+        crate::validate::quick(url, ttl)
+    }
+
+    /// The config as TOML that [`crate::parse_config`] turns back into an
+    /// equal `Config` (every value explicit, header values already expanded).
+    pub fn to_toml(&self) -> String {
+        crate::validate::to_toml(self)
+    }
+}
+
+/// `[server]`: the proxy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Plain HTTP listen addresses. Default: `127.0.0.1:8080`.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads. Default: 2.
+    pub threads: usize,
+    /// Time given to in-flight requests at shutdown. Default: 5s.
+    pub grace_period: Duration,
+    /// Optional TLS listener.
+    pub tls: Option<ListenerTls>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            threads: 2,
+            grace_period: Duration::from_secs(5),
+            tls: None,
+        }
+    }
+}
+
+/// `[server.tls]`: an HTTPS listener for clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// TLS listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain file.
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+}
+
+/// `[admin]`: the admin API listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Listen address. Default: `127.0.0.1:9080`.
+    pub listen: SocketAddr,
+    /// Where the bearer token comes from.
+    pub token: TokenSource,
+    /// Client networks allowed to send `PURGE` to the proxy listener.
+    /// Default: `127.0.0.0/8` and `::1/128`.
+    pub purge_allow: Vec<IpNet>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
+            token: TokenSource::Generate,
+            purge_allow: default_purge_allow(),
+        }
+    }
+}
+
+pub(crate) fn default_purge_allow() -> Vec<IpNet> {
+    vec![IpNet::LOOPBACK_V4, IpNet::LOOPBACK_V6]
+}
+
+/// Where the admin bearer token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `token-env = "ASIDE_ADMIN_TOKEN"`: read from this environment variable.
+    Env(String),
+    /// `token-file = "/run/secrets/aside"`: read from this file (trimmed).
+    File(PathBuf),
+    /// Neither given: the binary generates a random token at start and prints it.
+    Generate,
+}
+
+/// `[store]`: the two-tier store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The redb file of the cold tier. Default: `data/aside.redb`.
+    pub path: PathBuf,
+    /// Memory tier budget in bytes. Default: 256 MiB.
+    pub hot_capacity: u64,
+    /// Disk tier budget in bytes. Default: 10 GiB.
+    pub cold_capacity: u64,
+    /// Longest KV key in bytes. Default: 512.
+    pub max_key_bytes: usize,
+    /// Largest KV value (serialized JSON) in bytes. Default: 1 MiB.
+    pub max_value_bytes: usize,
+    /// Shortest KV `ttlSeconds` accepted. Default: 1s.
+    pub min_ttl: Duration,
+    /// Longest KV `ttlSeconds` accepted. Default: 365 days.
+    pub max_ttl: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            path: PathBuf::from("data/aside.redb"),
+            hot_capacity: 256 << 20,
+            cold_capacity: 10 << 30,
+            max_key_bytes: 512,
+            max_value_bytes: 1 << 20,
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(365 * 86_400),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The file model: what `conf/*.toml` may contain, exactly as written.
+//!
+//! Every field is optional (`serde(default)`), unknown keys are rejected
+//! (`deny_unknown_fields`) and keys are kebab-case. Values stay as written
+//! (durations and sizes as strings) so that `validate` can say which key is
+//! wrong and what was expected; `validate` turns this into [`crate::Config`].
+//! It also serializes, for [`crate::Config::to_toml`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// `[server]`: the proxy listener.
+    pub server: FileServer,
+    /// `[admin]`: the admin API listener.
+    pub admin: FileAdmin,
+    /// `[store]`: the two-tier store.
+    pub store: FileStore,
+    /// `[[upstream]]`: origins.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<FileUpstream>,
+    /// `[[route]]`: ordered routes.
+    #[serde(rename = "route")]
+    pub routes: Vec<FileRoute>,
+}
+
+/// One address or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `listen = "127.0.0.1:8080"`
+    One(String),
+    /// `listen = ["127.0.0.1:8080", "[::1]:8080"]`
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The addresses as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileServer {
+    pub listen: Option<OneOrMany>,
+    pub threads: Option<i64>,
+    pub grace_period: Option<String>,
+    pub tls: Option<FileTls>,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileTls {
+    pub listen: Option<OneOrMany>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileAdmin {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub purge_allow: Option<Vec<String>>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileStore {
+    pub path: Option<String>,
+    pub hot_capacity: Option<String>,
+    pub cold_capacity: Option<String>,
+    pub max_key_size: Option<String>,
+    pub max_value_size: Option<String>,
+    pub min_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+}
+
+/// `[[upstream]]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileUpstream {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub total_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub sni: Option<String>,
+    pub verify_cert: Option<bool>,
+    pub ca_file: Option<String>,
+    pub max_concurrent: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[[route]]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileRoute {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub upstream: Option<String>,
+    pub cache: Option<bool>,
+    pub bypass_headers: Option<Vec<String>>,
+    pub bypass_cookies: Option<Vec<String>>,
+    pub mode: Option<String>,
+    pub ttl: Option<String>,
+    pub default_ttl: Option<String>,
+    pub min_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub stale_while_revalidate: Option<String>,
+    pub stale_if_error: Option<String>,
+    pub cacheable_statuses: Option<Vec<i64>>,
+    pub cache_authorized: Option<bool>,
+    pub set_cookie: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub max_object_size: Option<String>,
+    pub status_ttl: Option<BTreeMap<String, String>>,
+    pub key: Option<FileKey>,
+}
+
+/// `key = { ... }` of a route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileKey {
+    pub ignore_query: Option<Vec<String>>,
+    pub sort_query: Option<bool>,
+    pub headers: Option<Vec<String>>,
+}

@@ -1,0 +1,485 @@
+//! The cache admin API: list, inspect, inject and purge cached responses.
+//! URLs given by the operator are mapped through the live config's routes
+//! ([`crate::cache_ops::normalize_url`]) to the normalized URL the store keeps.
+
+use std::time::{Duration, SystemTime};
+
+use aside_store::{CacheFilter, CacheSelector, CacheSummary, PurgeMode};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{JsonBody, QueryParams};
+use super::kv::{rfc3339, DEFAULT_PAGE, MAX_PAGE};
+use super::{AdminState, Data};
+use crate::cache_ops::{self, CacheOpError};
+
+/// Most selectors (urls + prefixes + hosts + tags) in one purge.
+pub const MAX_SELECTORS: usize = 1000;
+
+impl From<CacheOpError> for ApiError {
+    fn from(err: CacheOpError) -> Self {
+        match err {
+            CacheOpError::BadUrl(message) => ApiError::BadRequest {
+                code: "bad_url",
+                message,
+            },
+            CacheOpError::BadInput(message) => ApiError::bad_request(message),
+            CacheOpError::Store(err) => err.into(),
+            #[allow(unreachable_patterns)]
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// One cached response as listed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    /// Normalized URL (several entries share it when the origin varies on request headers).
+    pub url: String,
+    /// The entry's key (hex), distinguishing Vary variants.
+    pub hash: String,
+    pub host: String,
+    pub status: u16,
+    /// Body size in bytes.
+    pub size: u64,
+    /// `hot` or `cold`.
+    pub tier: &'static str,
+    #[schema(format = DateTime)]
+    pub stored_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub fresh_until: Option<String>,
+    #[schema(format = DateTime)]
+    pub stale_until: Option<String>,
+    pub tags: Vec<String>,
+    /// Marked stale by a soft purge.
+    pub soft_purged: bool,
+}
+
+/// A page of cached responses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntriesView {
+    pub entries: Vec<EntryView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub cursor: Option<String>,
+}
+
+/// One response header.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeaderView {
+    pub name: String,
+    pub value: String,
+}
+
+/// One stored variant of a URL, with its headers (and body when asked).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryDetail {
+    #[serde(flatten)]
+    pub entry: EntryView,
+    pub headers: Vec<HeaderView>,
+    /// The body: text when it is UTF-8, else base64 (see `bodyEncoding`). Only with `body=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// `utf8` or `base64`. Only with `body=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<&'static str>,
+}
+
+/// Everything stored for one URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UrlEntries {
+    pub url: String,
+    /// One per Vary variant.
+    pub entries: Vec<EntryDetail>,
+}
+
+/// `GET /cache/entries` parameters (all combined with AND).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Normalized URL prefix, e.g. `http://api.example.com/v1/`.
+    pub prefix: Option<String>,
+    /// Host (`host[:port]`, case-insensitive).
+    pub host: Option<String>,
+    pub tag: Option<String>,
+    /// Page size, 1 to 1000. Default 100.
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// `GET` / `DELETE /cache/entry` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntryParams {
+    /// Absolute URL as clients request it through the proxy, e.g. `http://api.example.com/v1/x?a=1`.
+    pub url: String,
+    /// Include the body (GET only). Default false.
+    pub body: Option<bool>,
+}
+
+/// `PUT /cache/entry` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct InjectParams {
+    /// Absolute URL as clients request it through the proxy.
+    pub url: String,
+    /// How long the response stays fresh (at least 1).
+    pub ttl_seconds: u64,
+    /// Status of the stored response. Default 200.
+    pub status: Option<u16>,
+}
+
+/// `PUT /cache/entry` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Injected {
+    /// The normalized URL the entry is stored under.
+    pub url: String,
+}
+
+/// `POST /cache/purge` body: entries matching ANY selector are purged.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PurgeBody {
+    /// Absolute URLs (all Vary variants of each).
+    pub urls: Vec<String>,
+    /// Normalized URL prefixes.
+    pub prefixes: Vec<String>,
+    pub hosts: Vec<String>,
+    pub tags: Vec<String>,
+    /// Purge everything; must be explicit.
+    pub everything: bool,
+    /// Mark stale instead of removing: still usable for stale-while-revalidate,
+    /// stale-if-error and revalidation.
+    pub soft: bool,
+    /// Only count.
+    pub dry_run: bool,
+}
+
+/// How many entries a purge matched and removed (or marked stale).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeResult {
+    pub matched: u64,
+    /// 0 on a dry run.
+    pub purged: u64,
+}
+
+/// List cached responses.
+#[utoipa::path(
+    get,
+    path = "/cache/entries",
+    tag = "cache",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of entries, ordered by URL", body = Data<EntriesView>),
+        (status = 400, description = "Bad parameter (limit, cursor, unknown name)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    )
+)]
+pub async fn list_entries(
+    State(state): State<AdminState>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<Data<EntriesView>>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let filter = CacheFilter {
+        prefix: params.prefix.filter(|s| !s.is_empty()),
+        host: params
+            .host
+            .filter(|s| !s.is_empty())
+            .map(|h| h.to_ascii_lowercase()),
+        tag: params.tag.filter(|s| !s.is_empty()),
+    };
+    let cursor = params.cursor.filter(|s| !s.is_empty());
+    let page = state
+        .store
+        .cache_list(&filter, limit, cursor.as_deref())
+        .await?;
+    let entries = page
+        .entries
+        .into_iter()
+        .map(entry_view)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Data {
+        data: EntriesView {
+            entries,
+            cursor: page.cursor,
+        },
+    }))
+}
+
+/// Inspect the entries stored for a URL: metadata, headers and optionally the body.
+#[utoipa::path(
+    get,
+    path = "/cache/entry",
+    tag = "cache",
+    params(EntryParams),
+    responses(
+        (status = 200, description = "Every Vary variant stored for the URL", body = Data<UrlEntries>),
+        (status = 400, description = "Not an absolute http(s) URL, no route matches it, bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Nothing cached for the URL", body = ErrorBody),
+    )
+)]
+pub async fn get_entry(
+    State(state): State<AdminState>,
+    QueryParams(params): QueryParams<EntryParams>,
+) -> Result<Json<Data<UrlEntries>>, ApiError> {
+    let url = cache_ops::normalize_url(&state.config.load(), &params.url)?;
+    let with_body = params.body.unwrap_or(false);
+    let filter = CacheFilter {
+        prefix: Some(url.clone()),
+        ..CacheFilter::default()
+    };
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .cache_list(&filter, MAX_PAGE, cursor.as_deref())
+            .await?;
+        let past_url = page.entries.iter().any(|s| s.url > url);
+        for summary in page.entries.into_iter().filter(|s| s.url == url) {
+            // Gone (purged or expired) since it was listed: skip it.
+            let Some((entry, tier)) = state.store.cache_lookup(&summary.hash).await? else {
+                continue;
+            };
+            let headers = cache_ops::entry_headers(&entry)?
+                .into_iter()
+                .map(|(name, value)| HeaderView { name, value })
+                .collect();
+            let (body, body_encoding) = if with_body {
+                match std::str::from_utf8(&entry.body) {
+                    Ok(text) => (Some(text.to_owned()), Some("utf8")),
+                    Err(_) => (
+                        Some(base64::engine::general_purpose::STANDARD.encode(&entry.body)),
+                        Some("base64"),
+                    ),
+                }
+            } else {
+                (None, None)
+            };
+            let mut view = entry_view(summary)?;
+            view.tier = tier.as_str();
+            entries.push(EntryDetail {
+                entry: view,
+                headers,
+                body,
+                body_encoding,
+            });
+        }
+        // Entries are ordered by url: once past ours, the rest are other URLs.
+        match page.cursor {
+            Some(next) if !past_url => cursor = Some(next),
+            _ => break,
+        }
+    }
+    if entries.is_empty() {
+        return Err(ApiError::not_found(format!("nothing cached for {url}")));
+    }
+    Ok(Json(Data {
+        data: UrlEntries { url, entries },
+    }))
+}
+
+/// Inject (pre-warm) a response for a URL as if the origin had sent it.
+#[utoipa::path(
+    put,
+    path = "/cache/entry",
+    tag = "cache",
+    params(
+        InjectParams,
+        ("Content-Type" = Option<String>, Header, description = "Stored as the response's Content-Type"),
+    ),
+    request_body(content = Vec<u8>, description = "The response body, stored as given", content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Stored (replaces every variant of the URL)", body = Data<Injected>),
+        (status = 400, description = "Bad URL, TTL or status", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+    )
+)]
+pub async fn put_entry(
+    State(state): State<AdminState>,
+    QueryParams(params): QueryParams<InjectParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Data<Injected>>, ApiError> {
+    if params.ttl_seconds == 0 || params.ttl_seconds > state.store.limits().max_ttl.as_secs() {
+        return Err(ApiError::BadRequest {
+            code: "invalid_ttl",
+            message: format!(
+                "ttlSeconds: must be between 1 and {}, got {}",
+                state.store.limits().max_ttl.as_secs(),
+                params.ttl_seconds
+            ),
+        });
+    }
+    let config = state.config.load_full();
+    let normalized = cache_ops::normalize_url(&config, &params.url)?;
+    let mut response_headers = Vec::new();
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let value = content_type
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Content-Type: not visible ASCII"))?;
+        response_headers.push(("content-type".to_owned(), value.to_owned()));
+    }
+    // Replace every variant: the injected response is the only one afterwards.
+    let selector = CacheSelector {
+        urls: vec![normalized],
+        ..CacheSelector::default()
+    };
+    state
+        .store
+        .cache_purge(&selector, PurgeMode::Hard, false)
+        .await?;
+    let url = cache_ops::inject(
+        &state.store,
+        &config,
+        &params.url,
+        params.status.unwrap_or(200),
+        response_headers,
+        body,
+        Duration::from_secs(params.ttl_seconds),
+    )
+    .await?;
+    Ok(Json(Data {
+        data: Injected { url },
+    }))
+}
+
+/// Purge one URL, all its Vary variants.
+#[utoipa::path(
+    delete,
+    path = "/cache/entry",
+    tag = "cache",
+    params(EntryParams),
+    responses(
+        (status = 200, description = "How many entries were purged", body = Data<PurgeResult>),
+        (status = 400, description = "Not an absolute http(s) URL, or no route matches it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    )
+)]
+pub async fn delete_entry(
+    State(state): State<AdminState>,
+    QueryParams(params): QueryParams<EntryParams>,
+) -> Result<Json<Data<PurgeResult>>, ApiError> {
+    let url = cache_ops::normalize_url(&state.config.load(), &params.url)?;
+    let selector = CacheSelector {
+        urls: vec![url],
+        ..CacheSelector::default()
+    };
+    let purged = state
+        .store
+        .cache_purge(&selector, PurgeMode::Hard, false)
+        .await?;
+    crate::metrics::record_purge(purged);
+    Ok(Json(Data {
+        data: PurgeResult {
+            matched: purged,
+            purged,
+        },
+    }))
+}
+
+/// Purge by URL, URL prefix, host or tag (any match), or everything.
+#[utoipa::path(
+    post,
+    path = "/cache/purge",
+    tag = "cache",
+    request_body = PurgeBody,
+    responses(
+        (status = 200, description = "How many entries matched and were purged", body = Data<PurgeResult>),
+        (status = 400, description = "Malformed JSON, wrong types, nothing selected, bad URL", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn purge(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<PurgeBody>,
+) -> Result<Json<Data<PurgeResult>>, ApiError> {
+    let selectors = body.urls.len() + body.prefixes.len() + body.hosts.len() + body.tags.len();
+    if selectors == 0 && !body.everything {
+        return Err(ApiError::bad_request(
+            "nothing selected: give urls, prefixes, hosts or tags, or \"everything\": true",
+        ));
+    }
+    if selectors > MAX_SELECTORS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_SELECTORS} selectors per purge, got {selectors}"
+        )));
+    }
+    if let Some(empty) = [&body.prefixes, &body.hosts, &body.tags]
+        .into_iter()
+        .flatten()
+        .find(|s| s.is_empty())
+    {
+        // An empty prefix would select everything without saying so.
+        return Err(ApiError::bad_request(format!(
+            "empty selector {empty:?}: use \"everything\": true to purge everything"
+        )));
+    }
+    let config = state.config.load();
+    let urls = body
+        .urls
+        .iter()
+        .map(|u| cache_ops::normalize_url(&config, u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let selector = CacheSelector {
+        urls,
+        prefixes: body.prefixes,
+        hosts: body.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        tags: body.tags,
+        hashes: Vec::new(),
+        everything: body.everything,
+    };
+    let mode = if body.soft {
+        PurgeMode::Soft
+    } else {
+        PurgeMode::Hard
+    };
+    let matched = state
+        .store
+        .cache_purge(&selector, mode, body.dry_run)
+        .await?;
+    let purged = if body.dry_run { 0 } else { matched };
+    crate::metrics::record_purge(purged);
+    Ok(Json(Data {
+        data: PurgeResult { matched, purged },
+    }))
+}
+
+fn entry_view(s: CacheSummary) -> Result<EntryView, ApiError> {
+    Ok(EntryView {
+        hash: s.hash.iter().map(|b| format!("{b:02x}")).collect(),
+        stored_at: time(s.stored_at)?,
+        fresh_until: time(s.fresh_until)?,
+        stale_until: time(s.stale_until)?,
+        url: s.url,
+        host: s.host,
+        status: s.status,
+        size: s.size,
+        tier: s.tier.as_str(),
+        tags: s.tags,
+        soft_purged: s.soft_purged,
+    })
+}
+
+fn time(t: SystemTime) -> Result<Option<String>, ApiError> {
+    rfc3339(Some(t))
+}

@@ -1,0 +1,185 @@
+//! The admin API's one error type and its one mapping to a status code and a JSON body.
+//!
+//! Every handler returns `Result<_, ApiError>`; extractor rejections (bad JSON, bad query,
+//! body too large) are converted into it too, so no response escapes the
+//! `{"error": {"code", "message"}}` shape. Internal errors are logged once, here, and
+//! answered with a generic message: the client never sees paths or storage details.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An admin API failure. Each variant is one HTTP status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// Malformed JSON, wrong types, bad parameters, invalid keys or TTLs.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The item / entry does not exist (or has expired).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// The path exists but not with this method; `Allow` is added by the router.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A failed atomic check or a mutation that conflicts with the stored value.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// `If-Match` / `If-None-Match` did not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// A value or request body over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A body that is not `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The store is shutting down.
+    #[error("the store is shutting down")]
+    Unavailable,
+    /// Anything else: logged with its detail, answered without it.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable machine-readable `code` and a human-readable `message`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// e.g. `bad_request`, `invalid_key`, `not_found`, `check_failed`, `value_too_large`.
+    #[schema(example = "invalid_key")]
+    pub code: String,
+    #[schema(example = "invalid key \"a//b\": empty part")]
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with code `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    /// A 404 with code `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PreconditionFailed(_) => "precondition_failed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Self::Internal(detail) => {
+                // The one place internal errors are logged; the client gets no detail.
+                tracing::error!(error = %detail, "admin API internal error");
+                "internal error, see the server log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"aside-admin\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<aside_store::Error> for ApiError {
+    fn from(err: aside_store::Error) -> Self {
+        use aside_store::Error as E;
+        let message = err.to_string();
+        match err {
+            E::InvalidKey { .. } => Self::BadRequest {
+                code: "invalid_key",
+                message,
+            },
+            E::ValueTooLarge { .. } => Self::PayloadTooLarge(message),
+            E::InvalidTtl { .. } => Self::BadRequest {
+                code: "invalid_ttl",
+                message,
+            },
+            E::PreconditionFailed { .. } => Self::PreconditionFailed(message),
+            E::CheckFailed { .. } => Self::Conflict {
+                code: "check_failed",
+                message,
+            },
+            E::NotANumber { .. } => Self::Conflict {
+                code: "not_a_number",
+                message,
+            },
+            E::Overflow { .. } => Self::Conflict {
+                code: "overflow",
+                message,
+            },
+            E::InvalidVersion { .. } => Self::BadRequest {
+                code: "invalid_version",
+                message,
+            },
+            E::TooManyOperations { .. } => Self::BadRequest {
+                code: "too_many_operations",
+                message,
+            },
+            E::InvalidCursor => Self::BadRequest {
+                code: "invalid_cursor",
+                message,
+            },
+            E::Closed => Self::Unavailable,
+            _ => Self::Internal(message),
+        }
+    }
+}

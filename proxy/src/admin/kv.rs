@@ -1,0 +1,587 @@
+//! The application KV API: `/kv/items/{key}` (set / get / delete), `/kv/items` (list),
+//! `/kv/get-many` and `/kv/atomic`. Wire shapes follow DESIGN.md ("The application KV API").
+
+use std::time::{Duration, SystemTime};
+
+use aside_store::{Check, KvItem, ListQuery, Mutation, SetCondition, Version};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{JsonBody, QueryParams};
+use super::{AdminState, Data};
+
+/// Where item keys start in the request path.
+pub const ITEMS_PREFIX: &str = "/kv/items/";
+/// Largest `limit` of a list call and most keys of a get-many call.
+pub const MAX_PAGE: usize = 1000;
+/// Default `limit` of a list call.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most checks, and most mutations, in one atomic call.
+pub const MAX_ATOMIC_OPS: usize = 1000;
+
+/// One stored item as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemView {
+    #[schema(example = "notes/abc-123")]
+    pub key: String,
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    /// Opaque; changes on every write. Use it in `If-Match` or atomic checks.
+    pub version: String,
+    /// RFC 3339, or null when the item does not expire.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// The result of a write.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteView {
+    pub key: String,
+    pub version: String,
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// `PUT /kv/items/{key}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutBody {
+    /// Any JSON value (at most 1 MiB once serialized, by default).
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    /// Time to live in whole seconds (1 s to 365 days by default); absent or null = no expiry.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListView {
+    pub items: Vec<ItemView>,
+    /// How many items match the query in total (all pages).
+    pub total: u64,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /kv/items` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only keys under this prefix (whole parts: `notes` matches `notes/a`, not `notesx`).
+    pub prefix: Option<String>,
+    /// First key (inclusive).
+    pub start: Option<String>,
+    /// Last key (exclusive).
+    pub end: Option<String>,
+    /// Page size, 1 to 1000. Default 100.
+    pub limit: Option<usize>,
+    /// The `cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Descending key order. Default false.
+    pub reverse: Option<bool>,
+}
+
+/// `POST /kv/get-many` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetManyBody {
+    /// At most 1000 keys.
+    pub keys: Vec<String>,
+}
+
+/// `POST /kv/get-many` answer: the items in the order of the keys, null for missing ones.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GetManyView {
+    pub items: Vec<Option<ItemView>>,
+}
+
+/// `POST /kv/atomic` body: all checks must hold, then all mutations commit together.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AtomicBody {
+    #[serde(default)]
+    pub checks: Vec<CheckBody>,
+    #[serde(default)]
+    pub mutations: Vec<MutationBody>,
+}
+
+/// The key must currently have `version`; a null (or absent) version means the key must be absent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    pub key: String,
+    pub version: Option<String>,
+}
+
+/// One mutation of an atomic call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MutationBody {
+    Set {
+        key: String,
+        #[schema(value_type = Object)]
+        value: serde_json::Value,
+        #[serde(rename = "ttlSeconds")]
+        ttl_seconds: Option<u64>,
+    },
+    Delete {
+        key: String,
+    },
+    /// Adds `delta` (default 1) to a numeric value; an absent key counts as 0.
+    Increment {
+        key: String,
+        #[serde(default = "one")]
+        #[schema(value_type = f64)]
+        delta: serde_json::Number,
+        #[serde(rename = "ttlSeconds")]
+        ttl_seconds: Option<u64>,
+    },
+}
+
+fn one() -> serde_json::Number {
+    serde_json::Number::from(1)
+}
+
+/// The new version of each mutated key, in mutation order (null after a delete).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AtomicView {
+    pub versions: Vec<KeyVersion>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyVersion {
+    pub key: String,
+    pub version: Option<String>,
+}
+
+/// Set an item.
+#[utoipa::path(
+    put,
+    path = "/kv/items/{key}",
+    tag = "kv",
+    params(
+        ("key" = String, Path, description = "Key: parts separated by `/` (no empty parts, no `.` or `..`, no `%2F`)"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"`: compare-and-swap; `*`: only if the item exists"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: only if the item is absent"),
+    ),
+    request_body = PutBody,
+    responses(
+        (status = 200, description = "Stored; `ETag` is the new version", body = Data<WriteView>),
+        (status = 400, description = "Malformed JSON, wrong types, invalid key or TTL", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 412, description = "The If-Match / If-None-Match condition does not hold", body = ErrorBody),
+        (status = 413, description = "Value too large", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn put_item(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PutBody>,
+) -> Result<Response, ApiError> {
+    let key = key_from_path(uri.path())?;
+    let ttl = body.ttl_seconds.map(Duration::from_secs);
+    let condition = match write_condition(&headers)? {
+        WriteCondition::Store(condition) => condition,
+        WriteCondition::IfExists => match state.store.get(&key).await? {
+            Some(item) => SetCondition::IfVersion(item.version),
+            None => return Err(precondition_failed(&key)),
+        },
+        WriteCondition::Never => return Err(precondition_failed(&key)),
+    };
+    let item = state.store.set(&key, body.value, ttl, condition).await?;
+    let etag = etag(&item.version);
+    let view = WriteView {
+        key: item.key,
+        version: item.version.to_string(),
+        expires_at: rfc3339(item.expires_at)?,
+    };
+    Ok(with_etag(Json(Data { data: view }).into_response(), etag))
+}
+
+/// Get an item.
+#[utoipa::path(
+    get,
+    path = "/kv/items/{key}",
+    tag = "kv",
+    params(
+        ("key" = String, Path, description = "Key: parts separated by `/`"),
+        ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when unchanged"),
+    ),
+    responses(
+        (status = 200, description = "The item; `ETag` is its version", body = Data<ItemView>),
+        (status = 304, description = "Unchanged since the version in If-None-Match"),
+        (status = 400, description = "Invalid key", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Absent or expired", body = ErrorBody),
+    )
+)]
+pub async fn get_item(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = key_from_path(uri.path())?;
+    let Some(item) = state.store.get(&key).await? else {
+        return Err(ApiError::not_found(format!("no item with key {key:?}")));
+    };
+    let etag = etag(&item.version);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    if unchanged {
+        return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), etag));
+    }
+    let view = item_view(item)?;
+    Ok(with_etag(Json(Data { data: view }).into_response(), etag))
+}
+
+/// Delete an item (whether or not it exists).
+#[utoipa::path(
+    delete,
+    path = "/kv/items/{key}",
+    tag = "kv",
+    params(("key" = String, Path, description = "Key: parts separated by `/`")),
+    responses(
+        (status = 204, description = "Deleted (or was absent)"),
+        (status = 400, description = "Invalid key", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    )
+)]
+pub async fn delete_item(State(state): State<AdminState>, uri: Uri) -> Result<StatusCode, ApiError> {
+    let key = key_from_path(uri.path())?;
+    state.store.delete(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List items in key order.
+#[utoipa::path(
+    get,
+    path = "/kv/items",
+    tag = "kv",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of items", body = Data<ListView>),
+        (status = 400, description = "Bad parameter (limit, cursor, reverse, unknown name)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    )
+)]
+pub async fn list_items(
+    State(state): State<AdminState>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<Data<ListView>>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let query = ListQuery {
+        prefix: params.prefix.filter(|s| !s.is_empty()),
+        start: params.start.filter(|s| !s.is_empty()),
+        end: params.end.filter(|s| !s.is_empty()),
+        limit,
+        cursor: params.cursor.filter(|s| !s.is_empty()),
+        reverse: params.reverse.unwrap_or(false),
+    };
+    let page = state.store.list(query).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(item_view)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Data {
+        data: ListView {
+            items,
+            total: page.total,
+            cursor: page.cursor,
+        },
+    }))
+}
+
+/// Get several items at once.
+#[utoipa::path(
+    post,
+    path = "/kv/get-many",
+    tag = "kv",
+    request_body = GetManyBody,
+    responses(
+        (status = 200, description = "Items in the order of `keys`, null for missing", body = Data<GetManyView>),
+        (status = 400, description = "Malformed JSON, wrong types, invalid key, more than 1000 keys", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn get_many(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<GetManyBody>,
+) -> Result<Json<Data<GetManyView>>, ApiError> {
+    if body.keys.len() > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "keys: at most {MAX_PAGE} keys per call, got {}",
+            body.keys.len()
+        )));
+    }
+    let items = state.store.get_many(&body.keys).await?;
+    let items = items
+        .into_iter()
+        .map(|item| item.map(item_view).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Data {
+        data: GetManyView { items },
+    }))
+}
+
+/// Check versions and apply mutations, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/kv/atomic",
+    tag = "kv",
+    request_body = AtomicBody,
+    responses(
+        (status = 200, description = "All mutations committed", body = Data<AtomicView>),
+        (status = 400, description = "Malformed JSON, wrong types, invalid key or TTL", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 409, description = "A check failed (the message names the key), or an increment of a non-number", body = ErrorBody),
+        (status = 413, description = "A value or the body is too large", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn atomic(
+    State(state): State<AdminState>,
+    JsonBody(body): JsonBody<AtomicBody>,
+) -> Result<Json<Data<AtomicView>>, ApiError> {
+    if body.checks.len() > MAX_ATOMIC_OPS || body.mutations.len() > MAX_ATOMIC_OPS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_ATOMIC_OPS} checks and {MAX_ATOMIC_OPS} mutations per call"
+        )));
+    }
+    let mut checks = Vec::with_capacity(body.checks.len());
+    for check in body.checks {
+        let version = match check.version {
+            None => None,
+            Some(text) => match text.trim_matches('"').parse::<Version>() {
+                Ok(version) => Some(version),
+                // Not a version this store ever issued: the check cannot hold.
+                Err(_) => {
+                    return Err(ApiError::Conflict {
+                        code: "check_failed",
+                        message: format!(
+                            "check failed for key {:?}: {text:?} is not a current version",
+                            check.key
+                        ),
+                    })
+                }
+            },
+        };
+        checks.push(Check {
+            key: check.key,
+            version,
+        });
+    }
+    let mutations = body
+        .mutations
+        .into_iter()
+        .map(|m| match m {
+            MutationBody::Set {
+                key,
+                value,
+                ttl_seconds,
+            } => Mutation::Set {
+                key,
+                value,
+                ttl: ttl_seconds.map(Duration::from_secs),
+            },
+            MutationBody::Delete { key } => Mutation::Delete { key },
+            MutationBody::Increment {
+                key,
+                delta,
+                ttl_seconds,
+            } => Mutation::Increment {
+                key,
+                delta,
+                ttl: ttl_seconds.map(Duration::from_secs),
+            },
+        })
+        .collect();
+    let result = state.store.atomic(checks, mutations).await?;
+    let versions = result
+        .versions
+        .into_iter()
+        .map(|(key, version)| KeyVersion {
+            key,
+            version: version.map(|v| v.to_string()),
+        })
+        .collect();
+    Ok(Json(Data {
+        data: AtomicView { versions },
+    }))
+}
+
+/// The key of a `/kv/items/{key}` path. Percent-decoded, but an encoded `/` (`%2F`) is
+/// refused: it would make `a%2Fb` and `a/b` the same key by two spellings.
+pub fn key_from_path(path: &str) -> Result<String, ApiError> {
+    let raw = path.strip_prefix(ITEMS_PREFIX).unwrap_or_default();
+    let invalid = |reason: &str| ApiError::BadRequest {
+        code: "invalid_key",
+        message: format!("invalid key {raw:?}: {reason}"),
+    };
+    if raw.to_ascii_lowercase().contains("%2f") {
+        return Err(invalid(
+            "percent-encoded '/' (%2F) is not allowed; separate parts with a literal '/'",
+        ));
+    }
+    let key = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| invalid("not UTF-8 once percent-decoded"))?
+        .into_owned();
+    if key.is_empty() {
+        return Err(invalid("empty key"));
+    }
+    for part in key.split('/') {
+        if part.is_empty() {
+            return Err(invalid("empty part"));
+        }
+        if part == "." || part == ".." {
+            return Err(invalid("'.' and '..' parts are not allowed"));
+        }
+    }
+    Ok(key)
+}
+
+enum WriteCondition {
+    Store(SetCondition),
+    IfExists,
+    /// An `If-Match` tag no version can equal.
+    Never,
+}
+
+fn write_condition(headers: &HeaderMap) -> Result<WriteCondition, ApiError> {
+    let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| ApiError::bad_request(format!("{name}: not visible ASCII")))
+            })
+            .transpose()
+    };
+    match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
+        (None, None) => Ok(WriteCondition::Store(SetCondition::Always)),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "If-Match and If-None-Match cannot be combined",
+        )),
+        (None, Some(tag)) if tag == "*" => Ok(WriteCondition::Store(SetCondition::IfAbsent)),
+        (None, Some(tag)) => Err(ApiError::bad_request(format!(
+            "If-None-Match: only `*` is supported on writes, got {tag:?}"
+        ))),
+        (Some(tag), None) if tag == "*" => Ok(WriteCondition::IfExists),
+        (Some(tag), None) => {
+            if tag.contains(',') {
+                return Err(ApiError::bad_request(
+                    "If-Match: give exactly one version (or `*`)",
+                ));
+            }
+            if tag.starts_with("W/") {
+                // Weak tags never match in If-Match (RFC 9110 13.1.1).
+                return Ok(WriteCondition::Never);
+            }
+            Ok(match tag.trim_matches('"').parse::<Version>() {
+                Ok(version) => WriteCondition::Store(SetCondition::IfVersion(version)),
+                Err(_) => WriteCondition::Never,
+            })
+        }
+    }
+}
+
+fn precondition_failed(key: &str) -> ApiError {
+    ApiError::PreconditionFailed(format!(
+        "precondition failed for key {key:?}: the item's current version does not satisfy the request's condition"
+    ))
+}
+
+fn etag(version: &Version) -> String {
+    format!("\"{version}\"")
+}
+
+fn with_etag(mut response: Response, etag: String) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Format an expiry as RFC 3339 (UTC).
+pub fn rfc3339(at: Option<SystemTime>) -> Result<Option<String>, ApiError> {
+    at.map(|t| {
+        let since_epoch = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| ApiError::Internal(format!("time before 1970: {t:?}")))?;
+        let nanos = i128::try_from(since_epoch.as_nanos())
+            .map_err(|_| ApiError::Internal(format!("time out of range: {t:?}")))?;
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .map_err(|e| ApiError::Internal(format!("time out of range: {e}")))?
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| ApiError::Internal(format!("cannot format time: {e}")))
+    })
+    .transpose()
+}
+
+fn item_view(item: KvItem) -> Result<ItemView, ApiError> {
+    Ok(ItemView {
+        expires_at: rfc3339(item.expires_at)?,
+        version: item.version.to_string(),
+        key: item.key,
+        value: item.value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_from_paths() {
+        assert_eq!(key_from_path("/kv/items/a/b").unwrap(), "a/b");
+        assert_eq!(key_from_path("/kv/items/a%20b/c").unwrap(), "a b/c");
+        for bad in [
+            "/kv/items/a%2Fb",
+            "/kv/items/a%2fb",
+            "/kv/items/a//b",
+            "/kv/items/a/",
+            "/kv/items//a",
+            "/kv/items/a/../b",
+            "/kv/items/a/%2E%2E/b",
+            "/kv/items/./b",
+            "/kv/items/%FF",
+            "/kv/items/",
+        ] {
+            let err = key_from_path(bad).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_formatting() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        assert_eq!(
+            rfc3339(Some(t)).unwrap().as_deref(),
+            Some("1970-01-02T00:00:00Z")
+        );
+        assert_eq!(rfc3339(None).unwrap(), None);
+    }
+}

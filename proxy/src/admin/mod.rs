@@ -1,0 +1,105 @@
+//! The admin REST API, served on its own listener (loopback by default).
+//!
+//! Architecture: [`router`] assembles the routes of [`kv`] (the application KV API),
+//! [`cache`] (inspect / inject / purge cached responses) and [`ops`] (health, reload,
+//! metrics), documented by their `#[utoipa::path]` attributes, from which [`openapi`]
+//! builds `/openapi.json`. Layers, outermost first: admin request metrics, the body size
+//! limit, bearer authentication ([`auth`]). Every failure is an [`error::ApiError`], the
+//! one mapping to a status and a `{"error": {"code", "message"}}` body; extractors in
+//! [`extract`] turn malformed input into such errors.
+
+pub mod auth;
+pub mod cache;
+pub mod error;
+pub mod extract;
+pub mod kv;
+pub mod openapi;
+pub mod ops;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub use auth::resolve_token;
+pub use error::ApiError;
+
+/// Smallest request body limit; raised to fit the store's value limit when that is larger.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Everything the handlers need; cheap to clone (every field is shared).
+#[derive(Clone)]
+pub struct AdminState {
+    /// The engine behind both the KV API and the cached responses.
+    pub store: aside_store::Store,
+    /// The live config (swapped on reload): the cache endpoints map URLs through its routes.
+    pub config: Arc<arc_swap::ArcSwap<aside_policies::Config>>,
+    /// The bearer token every request but `/healthz` must present (already resolved).
+    pub token: Arc<str>,
+    /// Re-reads the config file; `Err` carries the validation message for the client.
+    pub reload: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+/// The success envelope: `{"data": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// The whole admin API router (auth applied to everything but `/healthz`).
+pub fn router(state: AdminState) -> Router {
+    let body_limit = MAX_BODY_BYTES.max(state.store.limits().max_value_bytes + 64 * 1024);
+    let (api, _spec) = openapi::api().split_for_parts();
+    api.route("/openapi.json", get(openapi::openapi_json))
+        // After every route: applies to all of them. Axum adds `Allow`.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves.
+///
+/// # Errors
+/// Accepting connections failed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin API listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        code: "no_route",
+        message: format!("no route for {method} {}", uri.path()),
+    }
+}
+
+async fn count_requests(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    crate::metrics::record_admin_request(response.status().as_u16());
+    response
+}

@@ -1,0 +1,250 @@
+//! Prometheus metrics: one process-wide registry, cheap recording functions that never
+//! panic, and [`render`] for `GET /metrics`.
+//!
+//! Counters the proxy and the admin API increment live in the registry; the store's
+//! figures (entries, bytes, evictions, ...) are owned by the store and read from a
+//! [`StoreStats`] snapshot at render time, so they can never drift from the store.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use aside_store::StoreStats;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric this process records, registered in one registry.
+struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    upstream_requests: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    upstream_latency: HistogramVec,
+    lock_waits: IntCounter,
+    purged: IntCounter,
+    store_errors: IntCounter,
+    admin_requests: IntCounterVec,
+}
+
+/// Latency buckets (seconds) sized for slow external APIs: 5 ms to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        // Names, labels and buckets below are constants that satisfy prometheus' rules
+        // (valid names, no duplicates, increasing buckets), so creation and registration
+        // cannot fail; the unit test `render_has_every_family` exercises this path.
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static counter definition is valid");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric names are unique");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("static counter definition is valid");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric names are unique");
+            c
+        };
+        let requests = counter_vec(
+            "aside_requests_total",
+            "Proxied requests by cache status",
+            &["cache_status"],
+        );
+        let upstream_requests = counter_vec(
+            "aside_upstream_requests_total",
+            "Requests sent to each upstream",
+            &["upstream"],
+        );
+        let upstream_errors = counter_vec(
+            "aside_upstream_errors_total",
+            "Upstream requests that failed (connect, timeout, 5xx)",
+            &["upstream"],
+        );
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "aside_upstream_latency_seconds",
+                "Upstream response latency",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
+        )
+        .expect("static histogram definition is valid");
+        registry
+            .register(Box::new(upstream_latency.clone()))
+            .expect("metric names are unique");
+        let lock_waits = counter(
+            "aside_cache_lock_waits_total",
+            "Requests that waited for another request's upstream fetch (coalesced)",
+        );
+        let purged = counter(
+            "aside_purged_entries_total",
+            "Cache entries purged (admin API and PURGE requests)",
+        );
+        let store_errors = counter(
+            "aside_store_errors_total",
+            "Store failures on the proxy path (each treated as a miss)",
+        );
+        let admin_requests = counter_vec(
+            "aside_admin_requests_total",
+            "Admin API requests by response status",
+            &["status"],
+        );
+        Self {
+            registry,
+            requests,
+            upstream_requests,
+            upstream_errors,
+            upstream_latency,
+            lock_waits,
+            purged,
+            store_errors,
+            admin_requests,
+        }
+    }
+}
+
+/// Count one proxied request with its cache status (`hit`, `miss`, `stale`, ...).
+pub fn record_request(cache_status: &str) {
+    METRICS
+        .requests
+        .with_label_values(&[cache_status])
+        .inc();
+}
+
+/// Count one upstream request, its latency and whether it succeeded.
+pub fn record_upstream(upstream: &str, seconds: f64, ok: bool) {
+    let m = &*METRICS;
+    m.upstream_requests.with_label_values(&[upstream]).inc();
+    if !ok {
+        m.upstream_errors.with_label_values(&[upstream]).inc();
+    }
+    if seconds.is_finite() && seconds >= 0.0 {
+        let histogram: Histogram = m.upstream_latency.with_label_values(&[upstream]);
+        histogram.observe(seconds);
+    }
+}
+
+/// Count one request that waited on the cache lock instead of going upstream.
+pub fn record_coalesced_wait() {
+    METRICS.lock_waits.inc();
+}
+
+/// Count purged cache entries.
+pub fn record_purge(count: u64) {
+    METRICS.purged.inc_by(count);
+}
+
+/// Count one store failure on the proxy path.
+pub fn record_store_error() {
+    METRICS.store_errors.inc();
+}
+
+/// Count one admin API response by status code.
+pub fn record_admin_request(status: u16) {
+    METRICS
+        .admin_requests
+        .with_label_values(&[status.to_string().as_str()])
+        .inc();
+}
+
+/// The Prometheus text exposition of every metric, plus the store's figures.
+pub fn render(stats: &StoreStats) -> String {
+    let mut out = Vec::new();
+    if let Err(err) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out) {
+        tracing::warn!(error = %err, "cannot encode metrics");
+    }
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    family(
+        "aside_store_entries",
+        "gauge",
+        "Entries in each store tier",
+        &[
+            ("{tier=\"hot\"}", stats.hot_entries),
+            ("{tier=\"cold\"}", stats.cold_entries),
+        ],
+    );
+    family(
+        "aside_store_bytes",
+        "gauge",
+        "Bytes used by each store tier",
+        &[
+            ("{tier=\"hot\"}", stats.hot_bytes),
+            ("{tier=\"cold\"}", stats.cold_bytes),
+        ],
+    );
+    family(
+        "aside_store_evictions_total",
+        "counter",
+        "Entries evicted to stay within capacity",
+        &[("", stats.evictions)],
+    );
+    family(
+        "aside_store_expired_collected_total",
+        "counter",
+        "Expired entries removed by the background collector",
+        &[("", stats.expired_collected)],
+    );
+    family(
+        "aside_store_write_errors_total",
+        "counter",
+        "Store commits that failed",
+        &[("", stats.write_errors)],
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family() {
+        record_request("hit");
+        record_upstream("weather", 0.2, false);
+        record_upstream("weather", f64::NAN, true);
+        record_coalesced_wait();
+        record_purge(3);
+        record_store_error();
+        record_admin_request(200);
+        let stats = StoreStats {
+            hot_entries: 7,
+            cold_bytes: 42,
+            ..StoreStats::default()
+        };
+        let text = render(&stats);
+        for needle in [
+            "aside_requests_total{cache_status=\"hit\"}",
+            "aside_upstream_requests_total{upstream=\"weather\"} 2",
+            "aside_upstream_errors_total{upstream=\"weather\"} 1",
+            "aside_upstream_latency_seconds_bucket{upstream=\"weather\",le=\"0.25\"} 1",
+            "aside_cache_lock_waits_total",
+            "aside_purged_entries_total",
+            "aside_store_errors_total",
+            "aside_admin_requests_total{status=\"200\"}",
+            "aside_store_entries{tier=\"hot\"} 7",
+            "aside_store_bytes{tier=\"cold\"} 42",
+            "aside_store_evictions_total 0",
+            "aside_store_expired_collected_total 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}
