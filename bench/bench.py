@@ -77,11 +77,11 @@ def spawn(cmd, logfile, env=None, cwd=None):
     return p
 
 
-def stop(p, grace=5.0):
+def stop(p, grace=5.0, sig=signal.SIGTERM):
     if p.poll() is not None:
         return
     try:
-        os.killpg(p.pid, signal.SIGTERM)
+        os.killpg(p.pid, sig)
     except ProcessLookupError:
         return
     try:
@@ -180,9 +180,11 @@ class Server:
         self.port = free_port()
         self.proc = None
 
+    stop_signal = signal.SIGTERM
+
     def stop(self):
         if self.proc:
-            stop(self.proc)
+            stop(self.proc, sig=self.stop_signal)
 
     def peak_rss_kib(self):
         return peak_rss_kib(self.proc.pid) if self.proc and self.proc.poll() is None else 0
@@ -244,6 +246,7 @@ class Varnish(Server):
 
 class Aside(Server):
     name, label = "aside", "Aside"
+    stop_signal = signal.SIGINT  # pingora: SIGINT = fast shutdown, SIGTERM = graceful (waits)
 
     def __init__(self, work, binary, hot):
         super().__init__(work)
