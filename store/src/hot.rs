@@ -7,7 +7,7 @@
 //! write to the same key shard committed since the read began (`epochs`), so a
 //! slow reader cannot re-insert a value that a newer write replaced.
 
-use std::hash::{BuildHasher, Hash as _, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -134,9 +134,7 @@ impl HotTier {
     }
 
     fn shard(&self, key: &HotKey) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() as usize) % EPOCH_SHARDS
+        (self.hasher.hash_one(key) as usize) % EPOCH_SHARDS
     }
 
     pub(crate) fn epoch(&self, key: &HotKey) -> u64 {

@@ -1,6 +1,9 @@
 //! Integration tests of the engine through its public API (one binary, several modules).
 
 mod basic;
+mod crash;
+mod errors;
+mod restart;
 
 use std::sync::Arc;
 use std::time::Duration;
