@@ -3,6 +3,7 @@
 mod basic;
 mod crash;
 mod errors;
+mod model;
 mod restart;
 
 use std::sync::Arc;
