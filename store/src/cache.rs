@@ -1,0 +1,363 @@
+//! The cache namespace: HTTP responses keyed by pingora's 16-byte hash, with the
+//! readable url, host and tags indexed for listing and purging.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use crate::catalog::CacheTables;
+use crate::clock::to_nanos;
+use crate::cold::{self, decode_cache, Ctx, Hash};
+use crate::hot::{HotKey, HotValue};
+use crate::writer::Op;
+use crate::{Error, Result, Store};
+
+/// One cached response, as stored.
+#[derive(Clone, Debug)]
+pub struct CacheEntry {
+    /// pingora's combined (primary + Vary variance) hash.
+    pub hash: [u8; 16],
+    /// Readable normalized URL; several hashes may share one url (Vary variants).
+    pub url: String,
+    /// Lowercase host[:port], for host purges.
+    pub host: String,
+    pub tags: Vec<String>,
+    pub status: u16,
+    /// Opaque pingora CacheMeta blobs, stored as given.
+    pub meta_internal: Bytes,
+    pub meta_header: Bytes,
+    pub body: Bytes,
+    pub stored_at: SystemTime,
+    pub fresh_until: SystemTime,
+    /// >= fresh_until; never returned after this, GC deletes it.
+    pub stale_until: SystemTime,
+    pub soft_purged: bool,
+}
+
+impl CacheEntry {
+    fn is_live(&self, now: SystemTime) -> bool {
+        self.stale_until > now
+    }
+}
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Hot,
+    Cold,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Cold => "cold",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeMode {
+    /// Delete the entries.
+    Hard,
+    /// Mark them stale (`fresh_until = now`), keep them for SWR / SIE / revalidation.
+    Soft,
+}
+
+/// Listing filter: the AND of its fields; `prefix` is a plain url prefix.
+#[derive(Clone, Debug, Default)]
+pub struct CacheFilter {
+    pub prefix: Option<String>,
+    pub host: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// Purge selector: the UNION of its lists.
+#[derive(Clone, Debug, Default)]
+pub struct CacheSelector {
+    pub urls: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub hosts: Vec<String>,
+    pub tags: Vec<String>,
+    pub hashes: Vec<[u8; 16]>,
+    pub everything: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheSummary {
+    pub hash: [u8; 16],
+    pub url: String,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub status: u16,
+    /// Body bytes.
+    pub size: u64,
+    pub tier: Tier,
+    pub stored_at: SystemTime,
+    pub fresh_until: SystemTime,
+    pub stale_until: SystemTime,
+    pub soft_purged: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CachePage {
+    pub entries: Vec<CacheSummary>,
+    pub cursor: Option<String>,
+}
+
+fn encode_cursor(url: &str, hash: &Hash) -> String {
+    let mut b = Vec::with_capacity(17 + url.len());
+    b.push(b'c');
+    b.extend_from_slice(hash);
+    b.extend_from_slice(url.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, Hash)> {
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| Error::InvalidCursor)?;
+    if b.len() < 17 || b[0] != b'c' {
+        return Err(Error::InvalidCursor);
+    }
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&b[1..17]);
+    let url = String::from_utf8(b[17..].to_vec()).map_err(|_| Error::InvalidCursor)?;
+    Ok((url, hash))
+}
+
+impl Store {
+    /// The entry under `hash` until its `stale_until` (pingora decides fresh vs
+    /// stale), from the hot tier or else the cold tier (then promoted).
+    ///
+    /// # Errors
+    /// `Io` when the file cannot be read.
+    pub async fn cache_lookup(&self, hash: &[u8; 16]) -> Result<Option<(Arc<CacheEntry>, Tier)>> {
+        let now = self.shared.clock.now();
+        let hkey = HotKey::Cache(*hash);
+        if let Some(HotValue::Cache(e)) = self.shared.hot.get(&hkey).await {
+            return Ok(e.is_live(now).then_some((e, Tier::Hot)));
+        }
+        let epoch = self.shared.hot.epoch(&hkey);
+        let h = *hash;
+        let found = self
+            .read(move |txn| {
+                let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+                let g = table.get(&h).ctx("reading a cache entry")?;
+                g.map(|g| decode_cache(h, g.value(), true).map(|(e, _)| e))
+                    .transpose()
+            })
+            .await?;
+        let Some(entry) = found.filter(|e| e.is_live(now)) else {
+            return Ok(None);
+        };
+        let entry = Arc::new(entry);
+        self.shared
+            .hot
+            .promote(hkey, HotValue::Cache(entry.clone()), epoch)
+            .await;
+        self.shared.touches.lock().push(*hash);
+        Ok(Some((entry, Tier::Cold)))
+    }
+
+    /// Stores a response in both tiers. Visible to lookups and listings when this
+    /// returns; committed without fsync (made durable within `cache_flush_interval`
+    /// or by [`Store::flush`]); never torn.
+    ///
+    /// # Errors
+    /// `Io` when the commit fails.
+    pub async fn cache_fill(&self, entry: CacheEntry) -> Result<()> {
+        let entry = Arc::new(entry);
+        self.request(|reply| Op::CacheFill { entry, reply }).await
+    }
+
+    /// After a 304 revalidation: replaces the meta blobs and deadlines, keeps the
+    /// body, clears `soft_purged`. `false` when the entry is gone.
+    ///
+    /// # Errors
+    /// `Io` when the commit fails.
+    pub async fn cache_update_meta(
+        &self,
+        hash: &[u8; 16],
+        meta_internal: Bytes,
+        meta_header: Bytes,
+        fresh_until: SystemTime,
+        stale_until: SystemTime,
+    ) -> Result<bool> {
+        self.request(|reply| Op::CacheUpdateMeta {
+            hash: *hash,
+            meta_internal,
+            meta_header,
+            fresh_until,
+            stale_until,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes one entry (durably). `true` when it existed.
+    ///
+    /// # Errors
+    /// `Io` when the commit fails.
+    pub async fn cache_delete(&self, hash: &[u8; 16]) -> Result<bool> {
+        self.request(|reply| Op::CacheDelete { hash: *hash, reply })
+            .await
+    }
+
+    /// Soft purge of one entry: `fresh_until = min(fresh_until, now)`,
+    /// `soft_purged = true`; still returned until `stale_until`.
+    ///
+    /// # Errors
+    /// `Io` when the commit fails.
+    pub async fn cache_expire(&self, hash: &[u8; 16]) -> Result<bool> {
+        self.request(|reply| Op::CacheExpire { hash: *hash, reply })
+            .await
+    }
+
+    /// Live entries matching the filter, ordered by url then hash.
+    ///
+    /// # Errors
+    /// `InvalidCursor`, `Io`.
+    pub async fn cache_list(
+        &self,
+        filter: &CacheFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<CachePage> {
+        let limit = match limit {
+            0 => crate::kv::DEFAULT_LIST_LIMIT,
+            n => n.min(crate::kv::MAX_LIST_LIMIT),
+        };
+        let after = cursor.map(decode_cursor).transpose()?;
+        let filter = filter.clone();
+        let now = to_nanos(self.shared.clock.now());
+        let (listed, more) = self
+            .read(move |txn| {
+                let cache = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+                let url = txn
+                    .open_table(cold::CACHE_URL)
+                    .ctx("opening table cache_url")?;
+                let host = txn
+                    .open_table(cold::CACHE_HOST)
+                    .ctx("opening table cache_host")?;
+                let tag = txn
+                    .open_table(cold::CACHE_TAG)
+                    .ctx("opening table cache_tag")?;
+                let t = CacheTables {
+                    cache: &cache,
+                    url: &url,
+                    host: &host,
+                    tag: &tag,
+                };
+                t.list(&filter, limit, after, now)
+            })
+            .await?;
+        let cursor = if more {
+            listed
+                .last()
+                .map(|l| encode_cursor(&l.entry.url, &l.entry.hash))
+        } else {
+            None
+        };
+        let entries = listed
+            .into_iter()
+            .map(|l| {
+                let e = l.entry;
+                let tier = if self.shared.hot.contains(&HotKey::Cache(e.hash)) {
+                    Tier::Hot
+                } else {
+                    Tier::Cold
+                };
+                CacheSummary {
+                    hash: e.hash,
+                    url: e.url,
+                    host: e.host,
+                    tags: e.tags,
+                    status: e.status,
+                    size: l.size,
+                    tier,
+                    stored_at: e.stored_at,
+                    fresh_until: e.fresh_until,
+                    stale_until: e.stale_until,
+                    soft_purged: e.soft_purged,
+                }
+            })
+            .collect();
+        Ok(CachePage { entries, cursor })
+    }
+
+    /// Purges the union of the selector's lists; returns how many live entries
+    /// matched (and were purged unless `dry_run`). Hard and soft purges are
+    /// durable when this returns.
+    ///
+    /// # Errors
+    /// `Io`.
+    pub async fn cache_purge(
+        &self,
+        selector: &CacheSelector,
+        mode: PurgeMode,
+        dry_run: bool,
+    ) -> Result<u64> {
+        if dry_run {
+            let selector = selector.clone();
+            let now = to_nanos(self.shared.clock.now());
+            return self
+                .read(move |txn| {
+                    let cache = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+                    let url = txn
+                        .open_table(cold::CACHE_URL)
+                        .ctx("opening table cache_url")?;
+                    let host = txn
+                        .open_table(cold::CACHE_HOST)
+                        .ctx("opening table cache_host")?;
+                    let tag = txn
+                        .open_table(cold::CACHE_TAG)
+                        .ctx("opening table cache_tag")?;
+                    let t = CacheTables {
+                        cache: &cache,
+                        url: &url,
+                        host: &host,
+                        tag: &tag,
+                    };
+                    let mut n = 0;
+                    for h in t.select(&selector)? {
+                        if t.is_live(&h, now)? {
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .await;
+        }
+        self.request(|reply| Op::CachePurge {
+            selector: selector.clone(),
+            mode,
+            reply,
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip() {
+        let c = encode_cursor("http://a/b", &[3; 16]);
+        assert_eq!(
+            decode_cursor(&c).unwrap(),
+            ("http://a/b".to_string(), [3; 16])
+        );
+        assert!(decode_cursor("AAAA").is_err());
+        assert!(decode_cursor("%%").is_err());
+    }
+
+    #[test]
+    fn tier_names() {
+        assert_eq!(Tier::Hot.as_str(), "hot");
+        assert_eq!(Tier::Cold.as_str(), "cold");
+    }
+}

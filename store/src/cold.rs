@@ -1,0 +1,429 @@
+//! The cold tier's on-disk layout: redb tables, the record codec, and the read
+//! queries shared by readers (`spawn_blocking`) and the writer thread.
+//!
+//! Tables (all in one redb file):
+//! - `kv`        key -> [version u64][expires_at nanos u64, 0 = never][JSON]
+//! - `cache`     hash -> cache record (see [`encode_cache`])
+//! - `cache_url` (url, hash) -> ()       ordered listing / purge by url or url prefix
+//! - `cache_host`(host, url, hash) -> () listing / purge by host, ordered by url
+//! - `cache_tag` (tag, url, hash) -> ()  listing / purge by tag, ordered by url
+//! - `expiry`    (deadline secs rounded up, kind, key) -> ()  GC without full scans
+//! - `lru`       (access stamp, hash) -> ()  cold budget eviction order
+//! - `access`    hash -> access stamp    finds the `lru` row to move on a touch
+//! - `meta`      name -> u64             version counter and byte/entry counters,
+//!   so that opening never scans the file.
+
+use std::ops::Bound;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use redb::{ReadableTable, TableDefinition};
+
+use crate::clock::{from_nanos, to_nanos};
+use crate::{CacheEntry, Error, Result, Version};
+
+pub(crate) type Hash = [u8; 16];
+
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub(crate) const CACHE: TableDefinition<&Hash, &[u8]> = TableDefinition::new("cache");
+pub(crate) const CACHE_URL: TableDefinition<(&str, &Hash), ()> = TableDefinition::new("cache_url");
+pub(crate) const CACHE_HOST: TableDefinition<(&str, &str, &Hash), ()> =
+    TableDefinition::new("cache_host");
+pub(crate) const CACHE_TAG: TableDefinition<(&str, &str, &Hash), ()> =
+    TableDefinition::new("cache_tag");
+pub(crate) const EXPIRY: TableDefinition<(u64, u8, &[u8]), ()> = TableDefinition::new("expiry");
+pub(crate) const LRU: TableDefinition<(u64, &Hash), ()> = TableDefinition::new("lru");
+pub(crate) const ACCESS: TableDefinition<&Hash, u64> = TableDefinition::new("access");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// `kind` column of the expiry index.
+pub(crate) const KIND_KV: u8 = 0;
+pub(crate) const KIND_CACHE: u8 = 1;
+
+/// Meta table keys.
+pub(crate) const META_NEXT_VERSION: &str = "next_version";
+pub(crate) const META_LRU_CLOCK: &str = "lru_clock";
+pub(crate) const META_KV_ENTRIES: &str = "kv_entries";
+pub(crate) const META_KV_BYTES: &str = "kv_bytes";
+pub(crate) const META_CACHE_ENTRIES: &str = "cache_entries";
+pub(crate) const META_CACHE_BYTES: &str = "cache_bytes";
+
+/// Adds context to redb errors.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: &str) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Ctx<T> for std::result::Result<T, E> {
+    fn ctx(self, context: &str) -> Result<T> {
+        self.map_err(|e| Error::io(context, e))
+    }
+}
+
+/// A KV record as stored (JSON still serialized).
+#[derive(Clone, Debug)]
+pub(crate) struct KvRaw {
+    pub(crate) version: u64,
+    /// Nanoseconds since the epoch; 0 = never expires.
+    pub(crate) expires_at: u64,
+    pub(crate) json: Vec<u8>,
+}
+
+impl KvRaw {
+    pub(crate) fn is_live(&self, now_nanos: u64) -> bool {
+        self.expires_at == 0 || self.expires_at > now_nanos
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
+        (self.expires_at != 0).then(|| from_nanos(self.expires_at))
+    }
+
+    pub(crate) fn version(&self) -> Version {
+        Version::from_u64(self.version)
+    }
+}
+
+pub(crate) fn encode_kv(version: u64, expires_at: u64, json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + json.len());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&expires_at.to_le_bytes());
+    out.extend_from_slice(json);
+    out
+}
+
+/// Only the header: enough to decide liveness without copying the value.
+pub(crate) fn kv_header(bytes: &[u8]) -> Result<(u64, u64)> {
+    let mut r = Reader::new(bytes, "kv");
+    Ok((r.u64()?, r.u64()?))
+}
+
+pub(crate) fn decode_kv(bytes: &[u8]) -> Result<KvRaw> {
+    let (version, expires_at) = kv_header(bytes)?;
+    Ok(KvRaw {
+        version,
+        expires_at,
+        json: bytes[16..].to_vec(),
+    })
+}
+
+/// Cache record layout: stored_at, fresh_until, stale_until (u64 nanos), status u16,
+/// soft_purged u8, then length-prefixed url, host, tags, meta_internal, meta_header, body.
+pub(crate) fn encode_cache(e: &CacheEntry) -> Vec<u8> {
+    let len = 64
+        + e.url.len()
+        + e.host.len()
+        + e.tags.iter().map(|t| t.len() + 4).sum::<usize>()
+        + e.meta_internal.len()
+        + e.meta_header.len()
+        + e.body.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&to_nanos(e.stored_at).to_le_bytes());
+    out.extend_from_slice(&to_nanos(e.fresh_until).to_le_bytes());
+    out.extend_from_slice(&to_nanos(e.stale_until).to_le_bytes());
+    out.extend_from_slice(&e.status.to_le_bytes());
+    out.push(u8::from(e.soft_purged));
+    put_bytes(&mut out, e.url.as_bytes());
+    put_bytes(&mut out, e.host.as_bytes());
+    out.extend_from_slice(&(e.tags.len() as u64).to_le_bytes());
+    for t in &e.tags {
+        put_bytes(&mut out, t.as_bytes());
+    }
+    put_bytes(&mut out, &e.meta_internal);
+    put_bytes(&mut out, &e.meta_header);
+    put_bytes(&mut out, &e.body);
+    out
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// `with_body = false` skips copying the body (listing); `body` is then empty and
+/// the returned size is the stored body length.
+pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<(CacheEntry, u64)> {
+    let mut r = Reader::new(bytes, "cache");
+    let stored_at = from_nanos(r.u64()?);
+    let fresh_until = from_nanos(r.u64()?);
+    let stale_until = from_nanos(r.u64()?);
+    let status = r.u16()?;
+    let soft_purged = r.u8()? != 0;
+    let url = r.string()?;
+    let host = r.string()?;
+    let ntags = r.u64()?;
+    let mut tags = Vec::new();
+    for _ in 0..ntags {
+        tags.push(r.string()?);
+    }
+    let meta_internal = Bytes::copy_from_slice(r.bytes()?);
+    let meta_header = Bytes::copy_from_slice(r.bytes()?);
+    let body_raw = r.bytes()?;
+    let size = body_raw.len() as u64;
+    let body = if with_body {
+        Bytes::copy_from_slice(body_raw)
+    } else {
+        Bytes::new()
+    };
+    let entry = CacheEntry {
+        hash,
+        url,
+        host,
+        tags,
+        status,
+        meta_internal,
+        meta_header,
+        body,
+        stored_at,
+        fresh_until,
+        stale_until,
+        soft_purged,
+    };
+    Ok((entry, size))
+}
+
+/// Only the deadline that decides liveness of a cache record.
+pub(crate) fn cache_stale_until(bytes: &[u8]) -> Result<u64> {
+    let mut r = Reader::new(bytes, "cache");
+    r.u64()?;
+    r.u64()?;
+    r.u64()
+}
+
+/// A bounds-checked cursor over a record: a corrupt record is an error, never a panic.
+struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Reader { buf, what }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(Error::Corrupt {
+                what: format!("{} record truncated", self.what),
+            });
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).map_err(|_| Error::Corrupt {
+            what: format!("{} record length", self.what),
+        })?;
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let what = self.what;
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| Error::Corrupt {
+            what: format!("{what} record text"),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- KV queries
+
+pub(crate) fn kv_get(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<KvRaw>> {
+    match table.get(key).ctx("reading a kv item")? {
+        Some(g) => Ok(Some(decode_kv(g.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// A resolved listing request (see [`crate::ListQuery`]).
+pub(crate) struct KvListPlan {
+    pub(crate) prefix: Option<String>,
+    pub(crate) start: Option<String>,
+    pub(crate) end: Option<String>,
+    pub(crate) after: Option<String>,
+    pub(crate) limit: usize,
+    pub(crate) reverse: bool,
+}
+
+pub(crate) struct KvListed {
+    pub(crate) items: Vec<(String, KvRaw)>,
+    pub(crate) total: u64,
+    pub(crate) more: bool,
+}
+
+/// Upper bound (exclusive) of the keys matching `prefix` part-wise: every match is
+/// `prefix` or `prefix/...`, and `'0'` is the byte right after `'/'`.
+fn prefix_upper(prefix: &str) -> String {
+    format!("{prefix}0")
+}
+
+pub(crate) fn kv_list(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    plan: &KvListPlan,
+    now_nanos: u64,
+) -> Result<KvListed> {
+    // The window [lo, hi) from prefix, start and end, before the cursor.
+    let mut lo: Option<String> = plan.prefix.clone();
+    let mut hi: Option<String> = plan.prefix.as_deref().map(prefix_upper);
+    if let Some(s) = &plan.start {
+        if lo.as_ref().is_none_or(|l| s > l) {
+            lo = Some(s.clone());
+        }
+    }
+    if let Some(e) = &plan.end {
+        if hi.as_ref().is_none_or(|h| e < h) {
+            hi = Some(e.clone());
+        }
+    }
+    if let (Some(l), Some(h)) = (&lo, &hi) {
+        if l >= h {
+            return Ok(KvListed {
+                items: Vec::new(),
+                total: 0,
+                more: false,
+            });
+        }
+    }
+    let matches = |k: &str, v: &[u8]| -> Result<bool> {
+        if let Some(p) = &plan.prefix {
+            if !crate::key::matches_prefix(k, p) {
+                return Ok(false);
+            }
+        }
+        let (_, exp) = kv_header(v)?;
+        Ok(exp == 0 || exp > now_nanos)
+    };
+    let lo_b = match &lo {
+        Some(l) => Bound::Included(l.as_str()),
+        None => Bound::Unbounded,
+    };
+    let hi_b = match &hi {
+        Some(h) => Bound::Excluded(h.as_str()),
+        None => Bound::Unbounded,
+    };
+    let mut total = 0u64;
+    for row in table.range::<&str>((lo_b, hi_b)).ctx("listing kv items")? {
+        let (k, v) = row.ctx("listing kv items")?;
+        if matches(k.value(), v.value())? {
+            total += 1;
+        }
+    }
+
+    // The page: the window narrowed by the cursor (the last key already returned).
+    let (mut plo, mut phi) = (lo_b, hi_b);
+    if let Some(after) = plan.after.as_deref() {
+        if plan.reverse {
+            if hi.as_deref().is_none_or(|h| after < h) {
+                phi = Bound::Excluded(after);
+            }
+        } else if lo.as_deref().is_none_or(|l| after >= l) {
+            plo = Bound::Excluded(after);
+        }
+    }
+    let empty = match (plo, phi) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        _ => false,
+    };
+    let mut items = Vec::new();
+    let mut more = false;
+    if !empty {
+        let range = table.range::<&str>((plo, phi)).ctx("listing kv items")?;
+        let mut visit = |row: std::result::Result<
+            (redb::AccessGuard<&str>, redb::AccessGuard<&[u8]>),
+            redb::StorageError,
+        >|
+         -> Result<bool> {
+            let (k, v) = row.ctx("listing kv items")?;
+            if !matches(k.value(), v.value())? {
+                return Ok(true);
+            }
+            if items.len() == plan.limit {
+                more = true;
+                return Ok(false);
+            }
+            items.push((k.value().to_string(), decode_kv(v.value())?));
+            Ok(true)
+        };
+        if plan.reverse {
+            for row in range.rev() {
+                if !visit(row)? {
+                    break;
+                }
+            }
+        } else {
+            for row in range {
+                if !visit(row)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(KvListed { items, total, more })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn cache_record_round_trip() {
+        let e = CacheEntry {
+            hash: [7; 16],
+            url: "http://a/x".into(),
+            host: "a".into(),
+            tags: vec!["t1".into(), "t2".into()],
+            status: 200,
+            meta_internal: Bytes::from_static(b"mi"),
+            meta_header: Bytes::from_static(b"mh"),
+            body: Bytes::from_static(b"body"),
+            stored_at: UNIX_EPOCH + Duration::from_secs(10),
+            fresh_until: UNIX_EPOCH + Duration::from_secs(20),
+            stale_until: UNIX_EPOCH + Duration::from_secs(30),
+            soft_purged: true,
+        };
+        let bytes = encode_cache(&e);
+        let (d, size) = decode_cache(e.hash, &bytes, true).unwrap();
+        assert_eq!(size, 4);
+        assert_eq!(d.url, e.url);
+        assert_eq!(d.tags, e.tags);
+        assert_eq!(d.body, e.body);
+        assert_eq!(d.stale_until, e.stale_until);
+        assert!(d.soft_purged);
+        assert_eq!(cache_stale_until(&bytes).unwrap(), to_nanos(e.stale_until));
+        // Every truncation is an error, never a panic.
+        for n in 0..bytes.len() {
+            assert!(decode_cache(e.hash, &bytes[..n], true).is_err());
+        }
+    }
+
+    #[test]
+    fn kv_record_round_trip() {
+        let b = encode_kv(5, 9, b"\"x\"");
+        let r = decode_kv(&b).unwrap();
+        assert_eq!(
+            (r.version, r.expires_at, r.json.as_slice()),
+            (5, 9, &b"\"x\""[..])
+        );
+        assert!(decode_kv(&b[..7]).is_err());
+    }
+}

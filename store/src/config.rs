@@ -1,0 +1,95 @@
+//! Store configuration: plain structs with defaults; the proxy maps its TOML onto them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// Input limits enforced on every write, before anything reaches the writer thread.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest key, in bytes. Default: 512.
+    pub max_key_bytes: usize,
+    /// Largest value after JSON serialization, in bytes. Default: 1 MiB.
+    pub max_value_bytes: usize,
+    /// Shortest TTL accepted. Default: 1 s.
+    pub min_ttl: Duration,
+    /// Longest TTL accepted. Default: 365 days.
+    pub max_ttl: Duration,
+    /// Most checks + mutations in one `atomic` call (bounds the size of one
+    /// transaction so a single request cannot stall the group commit). Default: 1000.
+    pub max_atomic_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 512,
+            max_value_bytes: 1024 * 1024,
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(365 * 24 * 3600),
+            max_atomic_ops: 1000,
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The redb file; parent directories are created.
+    pub path: PathBuf,
+    /// Hot tier (memory) budget in bytes. Default: 256 MiB.
+    pub hot_capacity: u64,
+    /// Cold tier (file) budget in bytes of stored keys + values. Default: 10 GiB.
+    pub cold_capacity: u64,
+    /// Key / value / TTL limits. Default: [`Limits::default`].
+    pub limits: Limits,
+    /// How often expired entries are collected and the cold budget enforced. Default: 5 s.
+    pub gc_interval: Duration,
+    /// How long a committed cache fill may stay non-durable. Default: 1 s.
+    pub cache_flush_interval: Duration,
+    /// redb page cache; kept small because the hot tier is moka's job. Default: 16 MiB.
+    pub redb_cache_bytes: usize,
+    /// Capacity of the writer thread's request queue; callers wait (asynchronously)
+    /// when it is full. Default: 4096.
+    pub writer_queue: usize,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            path: path.into(),
+            hot_capacity: 256 * 1024 * 1024,
+            cold_capacity: 10 * 1024 * 1024 * 1024,
+            limits: Limits::default(),
+            gc_interval: Duration::from_secs(5),
+            cache_flush_interval: Duration::from_secs(1),
+            redb_cache_bytes: 16 * 1024 * 1024,
+            writer_queue: 4096,
+        }
+    }
+
+    /// Checks the values that would make the store misbehave.
+    ///
+    /// # Errors
+    /// `Error::Open` naming the path and the bad field.
+    pub fn validate(self) -> Result<Self> {
+        let bad = |reason: &str| Error::Open {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        };
+        if self.limits.min_ttl > self.limits.max_ttl {
+            return Err(bad("limits.min_ttl is greater than limits.max_ttl"));
+        }
+        if self.gc_interval.is_zero() {
+            return Err(bad("gc_interval must be positive"));
+        }
+        if self.cache_flush_interval.is_zero() {
+            return Err(bad("cache_flush_interval must be positive"));
+        }
+        if self.writer_queue == 0 {
+            return Err(bad("writer_queue must be positive"));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,158 @@
+//! The one error type of the crate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Version;
+
+/// Result alias used by every fallible call of the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the store, each variant with enough context
+/// (key, path, operation) for the caller to build a precise message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key breaks one of the key rules (see [`crate::key`]).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: String },
+
+    /// The value, serialized as JSON, is larger than `Limits::max_value_bytes`.
+    #[error(
+        "Value size ({:.2} KB) exceeds the maximum allowed size of {} ({} KB)",
+        *size as f64 / 1024.0,
+        mb_text(*max),
+        kb_text(*max)
+    )]
+    ValueTooLarge { size: usize, max: usize },
+
+    /// The TTL is outside `[Limits::min_ttl, Limits::max_ttl]`.
+    #[error("invalid TTL {}s: must be between {}s and {}s", ttl.as_secs_f64(), min.as_secs(), max.as_secs())]
+    InvalidTtl {
+        ttl: Duration,
+        min: Duration,
+        max: Duration,
+    },
+
+    /// A conditional `set` (`IfVersion` / `IfAbsent`) found another state.
+    #[error("precondition failed for key {key:?}")]
+    PreconditionFailed { key: String },
+
+    /// An atomic check failed; nothing was written.
+    #[error(
+        "check failed for key {key:?}: expected {}, found {}",
+        ver_text(expected),
+        ver_text(actual)
+    )]
+    CheckFailed {
+        key: String,
+        expected: Option<Version>,
+        actual: Option<Version>,
+    },
+
+    /// `increment` on a value that is not a number.
+    #[error("value of key {key:?} is not a number")]
+    NotANumber { key: String },
+
+    /// `increment` would overflow an i64 or produce a non-finite float.
+    #[error("increment of key {key:?} overflows")]
+    Overflow { key: String },
+
+    /// A version string that is not one of ours.
+    #[error("invalid version {version:?}")]
+    InvalidVersion { version: String },
+
+    /// The cursor could not be decoded (forged, truncated, or from another listing).
+    #[error("invalid cursor")]
+    InvalidCursor,
+
+    /// Too many operations in one request (see `Limits::max_atomic_ops`).
+    #[error("too many operations: {count} (max {max})")]
+    TooManyOperations { count: usize, max: usize },
+
+    /// The data file could not be opened: corrupt, not a redb file, locked by
+    /// another process or another `Store` of this process, or unreadable.
+    #[error("cannot open store {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+
+    /// A storage operation failed (I/O error, commit failure, disk full).
+    #[error("storage error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// A record in the file could not be decoded.
+    #[error("corrupt record {what}")]
+    Corrupt { what: String },
+
+    /// The store has shut down (its writer thread is gone).
+    #[error("store is closed")]
+    Closed,
+}
+
+impl Error {
+    /// Wraps a redb (or any) error with what the store was doing.
+    pub(crate) fn io(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Io {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+fn ver_text(v: &Option<Version>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "absent".to_string(),
+    }
+}
+
+/// "1 MB", "1.50 MB": whole numbers without decimals, as users write limits.
+fn mb_text(max: usize) -> String {
+    let mb = max as f64 / (1024.0 * 1024.0);
+    if mb.fract() == 0.0 {
+        format!("{} MB", mb as u64)
+    } else {
+        format!("{mb:.2} MB")
+    }
+}
+
+fn kb_text(max: usize) -> String {
+    let kb = max as f64 / 1024.0;
+    if kb.fract() == 0.0 {
+        format!("{}", kb as u64)
+    } else {
+        format!("{kb:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_too_large_message_is_exact() {
+        let e = Error::ValueTooLarge {
+            size: 1_264_189,
+            max: 1024 * 1024,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Value size (1234.56 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"
+        );
+    }
+
+    #[test]
+    fn invalid_key_message_names_key() {
+        let e = Error::InvalidKey {
+            key: "a//b".into(),
+            reason: "empty part".into(),
+        };
+        assert_eq!(e.to_string(), "invalid key \"a//b\": empty part");
+    }
+}

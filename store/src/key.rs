@@ -1,0 +1,161 @@
+//! Input validation: keys, value sizes, TTLs, and the part-wise prefix rule.
+
+use std::time::Duration;
+
+use crate::{Error, Limits, Result};
+
+/// Checks a KV key against the key rules: non-empty, at most `max_key_bytes`,
+/// parts separated by `/` with no empty part (so no leading, trailing or double
+/// `/`), no `.` or `..` part, no control characters.
+///
+/// # Errors
+/// `Error::InvalidKey` with the reason.
+pub fn validate_key(key: &str, limits: &Limits) -> Result<()> {
+    let bad = |reason: String| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty key".into());
+    }
+    if key.len() > limits.max_key_bytes {
+        return bad(format!(
+            "longer than {} bytes ({})",
+            limits.max_key_bytes,
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return bad("control character".into());
+    }
+    if key.starts_with('/') {
+        return bad("leading '/'".into());
+    }
+    if key.ends_with('/') {
+        return bad("trailing '/'".into());
+    }
+    for part in key.split('/') {
+        match part {
+            "" => return bad("empty part".into()),
+            "." | ".." => return bad(format!("'{part}' part")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Serializes a value and checks its size.
+///
+/// # Errors
+/// `Error::ValueTooLarge`.
+pub fn encode_value(value: &serde_json::Value, limits: &Limits) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::io("serializing a value", e))?;
+    check_value_size(bytes.len(), limits)?;
+    Ok(bytes)
+}
+
+pub(crate) fn check_value_size(size: usize, limits: &Limits) -> Result<()> {
+    if size > limits.max_value_bytes {
+        return Err(Error::ValueTooLarge {
+            size,
+            max: limits.max_value_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// # Errors
+/// `Error::InvalidTtl` when outside `[min_ttl, max_ttl]`.
+pub fn validate_ttl(ttl: Option<Duration>, limits: &Limits) -> Result<()> {
+    match ttl {
+        Some(ttl) if ttl < limits.min_ttl || ttl > limits.max_ttl => Err(Error::InvalidTtl {
+            ttl,
+            min: limits.min_ttl,
+            max: limits.max_ttl,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Normalized list prefix: `None` or "" means everything; a trailing `/` is ignored.
+pub(crate) fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
+    let p = prefix?.trim_end_matches('/');
+    if p.is_empty() {
+        None
+    } else {
+        Some(p.to_string())
+    }
+}
+
+/// Whole-part prefix match: "notes" matches "notes" and "notes/a", not "notesx".
+pub(crate) fn matches_prefix(key: &str, prefix: &str) -> bool {
+    match key.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rules() {
+        let l = Limits::default();
+        for ok in ["a", "notes/abc-123", "a.b/c..d", "ünï/cødé"] {
+            assert!(validate_key(ok, &l).is_ok(), "{ok}");
+        }
+        let cases = [
+            ("", "empty key"),
+            ("a//b", "empty part"),
+            ("/a", "leading '/'"),
+            ("a/", "trailing '/'"),
+            ("a/./b", "'.' part"),
+            ("..", "'..' part"),
+            ("a\nb", "control character"),
+        ];
+        for (key, reason) in cases {
+            match validate_key(key, &l) {
+                Err(Error::InvalidKey { reason: r, .. }) => assert_eq!(r, reason, "{key:?}"),
+                other => panic!("{key:?}: {other:?}"),
+            }
+        }
+        let long = "k".repeat(513);
+        assert!(validate_key(&long, &l).is_err());
+        assert!(validate_key(&"k".repeat(512), &l).is_ok());
+    }
+
+    #[test]
+    fn value_size_limit() {
+        let l = Limits {
+            max_value_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(encode_value(&serde_json::json!("12345678"), &l).is_ok());
+        assert!(matches!(
+            encode_value(&serde_json::json!("123456789"), &l),
+            Err(Error::ValueTooLarge { size: 11, max: 10 })
+        ));
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        let l = Limits::default();
+        assert!(validate_ttl(None, &l).is_ok());
+        assert!(validate_ttl(Some(Duration::from_secs(1)), &l).is_ok());
+        assert!(validate_ttl(Some(Duration::from_millis(999)), &l).is_err());
+        assert!(validate_ttl(Some(Duration::from_secs(365 * 86400 + 1)), &l).is_err());
+    }
+
+    #[test]
+    fn prefix_matches_whole_parts() {
+        assert!(matches_prefix("notes", "notes"));
+        assert!(matches_prefix("notes/a", "notes"));
+        assert!(!matches_prefix("notesx", "notes"));
+        assert!(!matches_prefix("note", "notes"));
+        assert_eq!(normalize_prefix(Some("notes/")), Some("notes".into()));
+        assert_eq!(normalize_prefix(Some("")), None);
+    }
+}

@@ -1,0 +1,329 @@
+//! The application KV namespace: JSON items under `/`-separated keys.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+
+use crate::clock::to_nanos;
+use crate::cold::{self, Ctx, KvListPlan, KvRaw};
+use crate::hot::{HotKey, HotValue, KvRecord};
+use crate::key::{encode_value, normalize_prefix, validate_key, validate_ttl};
+use crate::writer::{Op, Prepared};
+use crate::{Error, Result, Store, Version};
+
+/// Default and maximum page sizes of [`Store::list`].
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// One KV item as returned to callers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvItem {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub version: Version,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Condition of a [`Store::set`].
+#[derive(Clone, Debug)]
+pub enum SetCondition {
+    Always,
+    /// Compare-and-swap: the key must currently have this version.
+    IfVersion(Version),
+    /// The key must be absent (or expired).
+    IfAbsent,
+}
+
+/// A listing request. `limit` 0 means [`DEFAULT_LIST_LIMIT`]; larger than
+/// [`MAX_LIST_LIMIT`] is clamped.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub prefix: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub reverse: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    pub items: Vec<KvItem>,
+    /// All live matches of prefix/start/end, ignoring cursor and limit.
+    pub total: u64,
+    /// Present when more items follow; pass it back as `ListQuery::cursor`.
+    pub cursor: Option<String>,
+}
+
+/// An atomic check: the key has `version`, or is absent when `None`.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub key: String,
+    pub version: Option<Version>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    Set {
+        key: String,
+        value: serde_json::Value,
+        ttl: Option<Duration>,
+    },
+    Delete {
+        key: String,
+    },
+    /// Adds `delta` to a number (an absent key counts as 0). i64 arithmetic when both
+    /// are integers (overflow is an error), f64 otherwise. `ttl: None` keeps the
+    /// item's current expiry.
+    Increment {
+        key: String,
+        delta: serde_json::Number,
+        ttl: Option<Duration>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct AtomicResult {
+    /// Per mutation, in order: the key and its new version (`None` after a delete).
+    pub versions: Vec<(String, Option<Version>)>,
+}
+
+pub(crate) fn item_from_raw(key: String, raw: KvRaw) -> Result<KvItem> {
+    let value = serde_json::from_slice(&raw.json).map_err(|e| Error::Corrupt {
+        what: format!("kv value of {key:?}: {e}"),
+    })?;
+    Ok(KvItem {
+        key,
+        value,
+        version: raw.version(),
+        expires_at: raw.expires_at(),
+    })
+}
+
+fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k{key}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| Error::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::InvalidCursor)?;
+    text.strip_prefix('k')
+        .map(str::to_string)
+        .ok_or(Error::InvalidCursor)
+}
+
+impl Store {
+    /// The live item under `key`, from the hot tier or else the cold tier (then
+    /// promoted).
+    ///
+    /// # Errors
+    /// `Error::InvalidKey`; `Error::Io` when the file cannot be read.
+    pub async fn get(&self, key: &str) -> Result<Option<KvItem>> {
+        validate_key(key, &self.shared.limits)?;
+        let now = self.shared.clock.now();
+        let hkey = HotKey::Kv(Arc::from(key));
+        if let Some(HotValue::Kv(rec)) = self.shared.hot.get(&hkey).await {
+            return Ok(rec.is_live(now).then(|| KvItem {
+                key: key.to_string(),
+                value: rec.value.clone(),
+                version: rec.version,
+                expires_at: rec.expires_at,
+            }));
+        }
+        let epoch = self.shared.hot.epoch(&hkey);
+        let k = key.to_string();
+        let raw = self
+            .read(move |txn| {
+                let table = txn.open_table(cold::KV).ctx("opening table kv")?;
+                cold::kv_get(&table, &k)
+            })
+            .await?;
+        let Some(raw) = raw.filter(|r| r.is_live(to_nanos(now))) else {
+            return Ok(None);
+        };
+        let size = raw.json.len();
+        let item = item_from_raw(key.to_string(), raw)?;
+        let rec = KvRecord {
+            version: item.version,
+            expires_at: item.expires_at,
+            value: item.value.clone(),
+            size,
+        };
+        self.shared
+            .hot
+            .promote(hkey, HotValue::Kv(Arc::new(rec)), epoch)
+            .await;
+        Ok(Some(item))
+    }
+
+    /// Writes `value` under `key`, durably (fsync) before returning.
+    ///
+    /// # Errors
+    /// `InvalidKey`, `ValueTooLarge`, `InvalidTtl`, `PreconditionFailed` when the
+    /// condition does not hold, `Io` when the commit fails.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+        ttl: Option<Duration>,
+        condition: SetCondition,
+    ) -> Result<KvItem> {
+        let limits = &self.shared.limits;
+        validate_key(key, limits)?;
+        validate_ttl(ttl, limits)?;
+        let json = encode_value(&value, limits)?;
+        self.request(|reply| Op::Set {
+            key: key.to_string(),
+            json,
+            value,
+            ttl,
+            condition,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes `key` durably. Returns whether a live item existed.
+    ///
+    /// # Errors
+    /// `InvalidKey`, `Io`.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        validate_key(key, &self.shared.limits)?;
+        self.request(|reply| Op::Delete {
+            key: key.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Lists live items in key order (byte-lexicographic).
+    ///
+    /// # Errors
+    /// `InvalidCursor`, `Io`.
+    pub async fn list(&self, query: ListQuery) -> Result<ListPage> {
+        let limit = match query.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let plan = KvListPlan {
+            prefix: normalize_prefix(query.prefix.as_deref()),
+            start: query.start,
+            end: query.end,
+            after,
+            limit,
+            reverse: query.reverse,
+        };
+        let now = to_nanos(self.shared.clock.now());
+        let listed = self
+            .read(move |txn| {
+                let table = txn.open_table(cold::KV).ctx("opening table kv")?;
+                cold::kv_list(&table, &plan, now)
+            })
+            .await?;
+        let cursor = if listed.more {
+            listed.items.last().map(|(k, _)| encode_cursor(k))
+        } else {
+            None
+        };
+        let items = listed
+            .items
+            .into_iter()
+            .map(|(k, raw)| item_from_raw(k, raw))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage {
+            items,
+            total: listed.total,
+            cursor,
+        })
+    }
+
+    /// Several gets; the answer has the same order, `None` for missing keys.
+    ///
+    /// # Errors
+    /// `InvalidKey` (for any key), `Io`.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KvItem>>> {
+        for k in keys {
+            validate_key(k, &self.shared.limits)?;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
+
+    /// Applies `mutations` if every check holds, all in one durable commit.
+    ///
+    /// # Errors
+    /// `CheckFailed` naming the first failed check (nothing written), `NotANumber` /
+    /// `Overflow` from an increment (nothing written), input errors, `Io`.
+    pub async fn atomic(
+        &self,
+        checks: Vec<Check>,
+        mutations: Vec<Mutation>,
+    ) -> Result<AtomicResult> {
+        let limits = &self.shared.limits;
+        let count = checks.len() + mutations.len();
+        if count > limits.max_atomic_ops {
+            return Err(Error::TooManyOperations {
+                count,
+                max: limits.max_atomic_ops,
+            });
+        }
+        for c in &checks {
+            validate_key(&c.key, limits)?;
+        }
+        let mut prepared = Vec::with_capacity(mutations.len());
+        for m in mutations {
+            prepared.push(match m {
+                Mutation::Set { key, value, ttl } => {
+                    validate_key(&key, limits)?;
+                    validate_ttl(ttl, limits)?;
+                    let json = encode_value(&value, limits)?;
+                    Prepared::Set {
+                        key,
+                        json,
+                        value,
+                        ttl,
+                    }
+                }
+                Mutation::Delete { key } => {
+                    validate_key(&key, limits)?;
+                    Prepared::Delete { key }
+                }
+                Mutation::Increment { key, delta, ttl } => {
+                    validate_key(&key, limits)?;
+                    validate_ttl(ttl, limits)?;
+                    Prepared::Increment { key, delta, ttl }
+                }
+            });
+        }
+        self.request(|reply| Op::Atomic {
+            checks,
+            mutations: prepared,
+            reply,
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let c = encode_cursor("notes/a");
+        assert_eq!(decode_cursor(&c).unwrap(), "notes/a");
+        assert!(matches!(decode_cursor("!!"), Err(Error::InvalidCursor)));
+        let not_ours = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x");
+        assert!(matches!(
+            decode_cursor(&not_ours),
+            Err(Error::InvalidCursor)
+        ));
+    }
+}

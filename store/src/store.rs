@@ -1,0 +1,268 @@
+//! The `Store` handle: opening the file, the shared state, stats and shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cold::{self, Ctx, Hash};
+use crate::hot::HotTier;
+use crate::writer::{Counters, Op, Writer};
+use crate::{Clock, Error, Limits, Result, StoreConfig, SystemClock};
+
+/// A handle to the engine. Cheap to clone: every clone shares one [`Shared`].
+/// When the last clone drops, the writer thread commits what is pending durably,
+/// closes the file and exits.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// State shared by all handles.
+pub(crate) struct Shared {
+    /// The cold tier. Readers use it directly (inside `spawn_blocking`); all writes
+    /// go through the writer thread, which holds its own `Arc`.
+    pub(crate) db: Arc<Database>,
+    /// The hot tier, shared with the writer thread (which inserts committed values).
+    pub(crate) hot: HotTier,
+    /// Queue to the writer thread. Bounded, so a burst of writes waits (without
+    /// blocking a tokio worker) instead of growing memory without limit.
+    pub(crate) tx: mpsc::Sender<Op>,
+    /// Joined on drop so that the file is closed (and its lock released) when the
+    /// last handle goes away; a reopen right after then succeeds.
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Every expiry decision asks this clock.
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: Limits,
+    /// Counters the writer publishes after each commit; `stats()` reads them
+    /// without touching the file.
+    pub(crate) counters: Arc<Counters>,
+    /// Cold hits waiting for the writer to record them in the LRU index. A cold
+    /// read must not write, so it leaves a note here; the writer drains it lazily.
+    pub(crate) touches: Arc<Mutex<Vec<Hash>>>,
+    /// For error messages.
+    pub(crate) path: PathBuf,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    pub hot_entries: u64,
+    pub hot_bytes: u64,
+    pub cold_entries: u64,
+    pub cold_bytes: u64,
+    pub evictions: u64,
+    pub expired_collected: u64,
+    pub write_errors: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `config.path` with the system clock.
+    ///
+    /// Works when called from any tokio runtime, several at once: background work
+    /// (the writer, GC and flushes) runs on a thread the store owns.
+    ///
+    /// # Errors
+    /// `Error::Open` naming the path when the file is corrupt, not a redb file,
+    /// locked by another process or another open `Store`, or cannot be created.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        Store::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Store::open`] with an injected clock.
+    ///
+    /// # Errors
+    /// See [`Store::open`].
+    pub async fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store> {
+        let config = config.validate()?;
+        let path = config.path.clone();
+        let cfg = config.clone();
+        let (db, counters) = tokio::task::spawn_blocking(move || open_db(&cfg))
+            .await
+            .map_err(|e| Error::Open {
+                path: path.clone(),
+                reason: format!("open task failed: {e}"),
+            })??;
+        let db = Arc::new(db);
+        let hot = HotTier::new(config.hot_capacity, clock.clone());
+        let counters = Arc::new(counters);
+        let touches = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel(config.writer_queue);
+        let writer = Writer::new(
+            db.clone(),
+            hot.clone(),
+            clock.clone(),
+            counters.clone(),
+            touches.clone(),
+            &config,
+        )?;
+        let handle = std::thread::Builder::new()
+            .name("aside-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Open {
+                path: path.clone(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                db,
+                hot,
+                tx,
+                writer: Mutex::new(Some(handle)),
+                clock,
+                limits: config.limits.clone(),
+                counters,
+                touches,
+                path,
+            }),
+        })
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// The data file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Commits pending cache fills durably (KV writes already are).
+    ///
+    /// # Errors
+    /// `Error::Io` when the commit fails, `Error::Closed` after shutdown.
+    pub async fn flush(&self) -> Result<()> {
+        self.request(|reply| Op::Flush { reply }).await
+    }
+
+    /// Runs one garbage collection pass now (the writer also runs one every
+    /// `gc_interval`): removes expired items and entries past their stale window,
+    /// then enforces the cold budget. Returns how many entries were removed.
+    ///
+    /// # Errors
+    /// `Error::Io` when the commit fails.
+    pub async fn collect_garbage(&self) -> Result<u64> {
+        self.request(|reply| Op::Gc { reply }).await
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        StoreStats {
+            hot_entries: self.shared.hot.entry_count(),
+            hot_bytes: self.shared.hot.weighted_size(),
+            cold_entries: c.kv_entries.load(Ordering::Relaxed)
+                + c.cache_entries.load(Ordering::Relaxed),
+            cold_bytes: c.kv_bytes.load(Ordering::Relaxed) + c.cache_bytes.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            expired_collected: c.expired_collected.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets moka apply pending evictions now, so `stats().hot_bytes` is exact
+    /// (tests and benches; moka otherwise does this housekeeping lazily).
+    pub async fn sync_hot_tier(&self) {
+        self.shared.hot.run_pending_tasks().await;
+    }
+
+    /// Sends one request to the writer thread and waits for its answer.
+    pub(crate) async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs a blocking read of the cold tier off the tokio workers.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.shared.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().ctx("starting a read transaction")?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| Error::io("running a read task", e))?
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue tells the writer to commit what is pending and exit.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, closed));
+        if let Some(handle) = self.writer.lock().take() {
+            if handle.join().is_err() {
+                tracing::error!(path = %self.path.display(), "store writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Opens the file, creates missing tables and loads the counters from the meta
+/// table (no scan). Never panics on a bad file: redb errors, and in the worst case a
+/// panic inside redb, become `Error::Open` naming the path.
+fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
+    let path = config.path.clone();
+    let open_err = |reason: String| Error::Open {
+        path: path.clone(),
+        reason,
+    };
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_err(format!("cannot create directory: {e}")))?;
+        }
+    }
+    let cache_bytes = config.redb_cache_bytes;
+    let p = path.clone();
+    let opened = std::panic::catch_unwind(move || {
+        redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&p)
+    });
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => return Err(open_err(e.to_string())),
+        Err(_) => return Err(open_err("the file is corrupt (redb panicked)".into())),
+    };
+    let init = || -> Result<Counters> {
+        let txn = db.begin_write().ctx("initializing tables")?;
+        let counters;
+        {
+            txn.open_table(cold::KV).ctx("creating table kv")?;
+            txn.open_table(cold::CACHE).ctx("creating table cache")?;
+            txn.open_table(cold::CACHE_URL)
+                .ctx("creating table cache_url")?;
+            txn.open_table(cold::CACHE_HOST)
+                .ctx("creating table cache_host")?;
+            txn.open_table(cold::CACHE_TAG)
+                .ctx("creating table cache_tag")?;
+            txn.open_table(cold::EXPIRY).ctx("creating table expiry")?;
+            txn.open_table(cold::LRU).ctx("creating table lru")?;
+            txn.open_table(cold::ACCESS).ctx("creating table access")?;
+            let meta = txn.open_table(cold::META).ctx("creating table meta")?;
+            counters = Counters::load(&meta)?;
+        }
+        txn.commit().ctx("initializing tables")?;
+        Ok(counters)
+    };
+    let counters = init().map_err(|e| open_err(e.to_string()))?;
+    Ok((db, counters))
+}

@@ -1,0 +1,284 @@
+//! The writer's view of one write transaction: every table open, and the
+//! index-maintaining primitives (put / delete keep the url, host, tag, expiry and
+//! LRU indexes and the byte counters in step with the records).
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::catalog::CacheTables;
+use crate::clock::{secs_ceil, to_nanos};
+use crate::cold::{self, decode_cache, encode_cache, encode_kv, Ctx, Hash, KvRaw};
+use crate::CacheEntry;
+use crate::Result;
+
+/// The persisted counters, loaded once at open and carried by the writer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Meta {
+    pub(crate) next_version: u64,
+    pub(crate) lru_clock: u64,
+    pub(crate) kv_entries: u64,
+    pub(crate) kv_bytes: u64,
+    pub(crate) cache_entries: u64,
+    pub(crate) cache_bytes: u64,
+}
+
+impl Meta {
+    pub(crate) fn load(table: &impl ReadableTable<&'static str, u64>) -> Result<Meta> {
+        let get = |k: &str| -> Result<u64> {
+            Ok(table
+                .get(k)
+                .ctx("reading meta")?
+                .map(|g| g.value())
+                .unwrap_or(0))
+        };
+        Ok(Meta {
+            next_version: get(cold::META_NEXT_VERSION)?.max(1),
+            lru_clock: get(cold::META_LRU_CLOCK)?,
+            kv_entries: get(cold::META_KV_ENTRIES)?,
+            kv_bytes: get(cold::META_KV_BYTES)?,
+            cache_entries: get(cold::META_CACHE_ENTRIES)?,
+            cache_bytes: get(cold::META_CACHE_BYTES)?,
+        })
+    }
+
+    pub(crate) fn cold_bytes(&self) -> u64 {
+        self.kv_bytes + self.cache_bytes
+    }
+
+    pub(crate) fn take_version(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+}
+
+type NameIndex<'t> = Table<'t, (&'static str, &'static str, &'static Hash), ()>;
+
+/// The catalog over the writer's tables.
+pub(crate) type WriteCatalog<'a, 't> = CacheTables<
+    'a,
+    Table<'t, &'static Hash, &'static [u8]>,
+    Table<'t, (&'static str, &'static Hash), ()>,
+    NameIndex<'t>,
+    NameIndex<'t>,
+>;
+
+pub(crate) struct WriteTables<'t> {
+    pub(crate) kv: Table<'t, &'static str, &'static [u8]>,
+    pub(crate) cache: Table<'t, &'static Hash, &'static [u8]>,
+    pub(crate) url: Table<'t, (&'static str, &'static Hash), ()>,
+    pub(crate) host: Table<'t, (&'static str, &'static str, &'static Hash), ()>,
+    pub(crate) tag: Table<'t, (&'static str, &'static str, &'static Hash), ()>,
+    pub(crate) expiry: Table<'t, (u64, u8, &'static [u8]), ()>,
+    pub(crate) lru: Table<'t, (u64, &'static Hash), ()>,
+    pub(crate) access: Table<'t, &'static Hash, u64>,
+    pub(crate) meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> WriteTables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>> {
+        Ok(WriteTables {
+            kv: txn.open_table(cold::KV).ctx("opening table kv")?,
+            cache: txn.open_table(cold::CACHE).ctx("opening table cache")?,
+            url: txn
+                .open_table(cold::CACHE_URL)
+                .ctx("opening table cache_url")?,
+            host: txn
+                .open_table(cold::CACHE_HOST)
+                .ctx("opening table cache_host")?,
+            tag: txn
+                .open_table(cold::CACHE_TAG)
+                .ctx("opening table cache_tag")?,
+            expiry: txn.open_table(cold::EXPIRY).ctx("opening table expiry")?,
+            lru: txn.open_table(cold::LRU).ctx("opening table lru")?,
+            access: txn.open_table(cold::ACCESS).ctx("opening table access")?,
+            meta: txn.open_table(cold::META).ctx("opening table meta")?,
+        })
+    }
+
+    pub(crate) fn catalog(&self) -> WriteCatalog<'_, 't> {
+        CacheTables {
+            cache: &self.cache,
+            url: &self.url,
+            host: &self.host,
+            tag: &self.tag,
+        }
+    }
+
+    pub(crate) fn write_meta(&mut self, m: &Meta) -> Result<()> {
+        let rows = [
+            (cold::META_NEXT_VERSION, m.next_version),
+            (cold::META_LRU_CLOCK, m.lru_clock),
+            (cold::META_KV_ENTRIES, m.kv_entries),
+            (cold::META_KV_BYTES, m.kv_bytes),
+            (cold::META_CACHE_ENTRIES, m.cache_entries),
+            (cold::META_CACHE_BYTES, m.cache_bytes),
+        ];
+        for (k, v) in rows {
+            self.meta.insert(k, v).ctx("writing meta")?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ KV
+
+    pub(crate) fn kv_get(&self, key: &str) -> Result<Option<KvRaw>> {
+        cold::kv_get(&self.kv, key)
+    }
+
+    pub(crate) fn kv_put(
+        &mut self,
+        key: &str,
+        version: u64,
+        expires_at: u64,
+        json: &[u8],
+        m: &mut Meta,
+    ) -> Result<()> {
+        self.kv_delete(key, m)?;
+        let rec = encode_kv(version, expires_at, json);
+        self.kv
+            .insert(key, rec.as_slice())
+            .ctx("writing a kv item")?;
+        if expires_at != 0 {
+            let secs = expires_at.div_ceil(1_000_000_000);
+            self.expiry
+                .insert((secs, cold::KIND_KV, key.as_bytes()), ())
+                .ctx("writing the expiry index")?;
+        }
+        m.kv_entries += 1;
+        m.kv_bytes += (key.len() + rec.len()) as u64;
+        Ok(())
+    }
+
+    /// Removes the record and its index rows; returns the old record.
+    pub(crate) fn kv_delete(&mut self, key: &str, m: &mut Meta) -> Result<Option<KvRaw>> {
+        let old = match self.kv.remove(key).ctx("deleting a kv item")? {
+            Some(g) => {
+                let bytes = g.value();
+                let len = bytes.len();
+                Some((cold::decode_kv(bytes)?, len))
+            }
+            None => None,
+        };
+        let Some((old, len)) = old else {
+            return Ok(None);
+        };
+        if old.expires_at != 0 {
+            let secs = old.expires_at.div_ceil(1_000_000_000);
+            self.expiry
+                .remove((secs, cold::KIND_KV, key.as_bytes()))
+                .ctx("writing the expiry index")?;
+        }
+        m.kv_entries = m.kv_entries.saturating_sub(1);
+        m.kv_bytes = m.kv_bytes.saturating_sub((key.len() + len) as u64);
+        Ok(Some(old))
+    }
+
+    // --------------------------------------------------------------- cache
+
+    pub(crate) fn cache_get(&self, hash: &Hash) -> Result<Option<CacheEntry>> {
+        match self.cache.get(hash).ctx("reading a cache entry")? {
+            Some(g) => Ok(Some(decode_cache(*hash, g.value(), true)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces an entry with all its index rows, and marks it used.
+    pub(crate) fn cache_put(&mut self, e: &CacheEntry, m: &mut Meta) -> Result<()> {
+        self.cache_delete(&e.hash, m)?;
+        let rec = encode_cache(e);
+        let h = &e.hash;
+        self.cache
+            .insert(h, rec.as_slice())
+            .ctx("writing a cache entry")?;
+        self.url
+            .insert((e.url.as_str(), h), ())
+            .ctx("writing the url index")?;
+        self.host
+            .insert((e.host.as_str(), e.url.as_str(), h), ())
+            .ctx("writing the host index")?;
+        for t in &e.tags {
+            self.tag
+                .insert((t.as_str(), e.url.as_str(), h), ())
+                .ctx("writing the tag index")?;
+        }
+        self.expiry
+            .insert((secs_ceil(e.stale_until), cold::KIND_CACHE, &h[..]), ())
+            .ctx("writing the expiry index")?;
+        self.touch(h, m)?;
+        m.cache_entries += 1;
+        m.cache_bytes += (16 + rec.len()) as u64;
+        Ok(())
+    }
+
+    /// Removes an entry and all its index rows. `true` when it existed.
+    pub(crate) fn cache_delete(&mut self, hash: &Hash, m: &mut Meta) -> Result<bool> {
+        let old = match self.cache.remove(hash).ctx("deleting a cache entry")? {
+            Some(g) => {
+                let bytes = g.value();
+                Some((decode_cache(*hash, bytes, false)?.0, bytes.len()))
+            }
+            None => None,
+        };
+        let Some((e, len)) = old else {
+            return Ok(false);
+        };
+        self.url
+            .remove((e.url.as_str(), hash))
+            .ctx("writing the url index")?;
+        self.host
+            .remove((e.host.as_str(), e.url.as_str(), hash))
+            .ctx("writing the host index")?;
+        for t in &e.tags {
+            self.tag
+                .remove((t.as_str(), e.url.as_str(), hash))
+                .ctx("writing the tag index")?;
+        }
+        self.expiry
+            .remove((secs_ceil(e.stale_until), cold::KIND_CACHE, &hash[..]))
+            .ctx("writing the expiry index")?;
+        let stamp = self
+            .access
+            .remove(hash)
+            .ctx("writing the lru index")?
+            .map(|g| g.value());
+        if let Some(stamp) = stamp {
+            self.lru
+                .remove((stamp, hash))
+                .ctx("writing the lru index")?;
+        }
+        m.cache_entries = m.cache_entries.saturating_sub(1);
+        m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+        Ok(true)
+    }
+
+    /// Moves an entry to the most recently used end of the LRU index.
+    pub(crate) fn touch(&mut self, hash: &Hash, m: &mut Meta) -> Result<()> {
+        m.lru_clock += 1;
+        let old = self
+            .access
+            .insert(hash, m.lru_clock)
+            .ctx("writing the lru index")?
+            .map(|g| g.value());
+        if let Some(old) = old {
+            self.lru.remove((old, hash)).ctx("writing the lru index")?;
+        }
+        self.lru
+            .insert((m.lru_clock, hash), ())
+            .ctx("writing the lru index")?;
+        Ok(())
+    }
+
+    /// Whether a cache entry exists (live or not); used before touching.
+    pub(crate) fn cache_exists(&self, hash: &Hash) -> Result<bool> {
+        Ok(self
+            .access
+            .get(hash)
+            .ctx("reading the lru index")?
+            .is_some())
+    }
+}
+
+/// Deadline in nanoseconds from a TTL.
+pub(crate) fn deadline(now: std::time::SystemTime, ttl: std::time::Duration) -> u64 {
+    to_nanos(now + ttl)
+}

@@ -1,0 +1,56 @@
+//! Versions: a store-wide counter, persisted in the meta table, so a version is
+//! never reused, even across restarts. Outside the store it is an opaque string.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// The version of one write. Displayed as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(u64);
+
+impl Version {
+    pub(crate) fn from_u64(n: u64) -> Version {
+        Version(n)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for Version {
+    type Err = Error;
+
+    /// # Errors
+    /// `Error::InvalidVersion` when the text is not 16 hex digits.
+    fn from_str(s: &str) -> Result<Version, Error> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidVersion {
+                version: s.to_string(),
+            });
+        }
+        u64::from_str_radix(s, 16)
+            .map(Version)
+            .map_err(|_| Error::InvalidVersion {
+                version: s.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        let v = Version::from_u64(0x1f);
+        assert_eq!(v.to_string(), "000000000000001f");
+        assert_eq!("000000000000001f".parse::<Version>().unwrap(), v);
+        assert!("xyz".parse::<Version>().is_err());
+        assert!("000000000000001g".parse::<Version>().is_err());
+    }
+}
