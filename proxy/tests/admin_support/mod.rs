@@ -150,13 +150,20 @@ impl Admin {
     }
 }
 
-/// Send and decode: (status, JSON body or Null when the body is empty).
+/// Send and decode: (status, JSON body, or Null when the body is empty, or a string for a
+/// successful non-JSON answer such as `/metrics`). Error bodies must be JSON.
 pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
     let resp = req.send().await.expect("send");
     let status = resp.status();
+    let json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     let bytes = resp.bytes().await.expect("body");
     let body = if bytes.is_empty() {
         Value::Null
+    } else if !json && status.is_success() {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     } else {
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("non-JSON body ({e}) with {status}: {bytes:?}"))
