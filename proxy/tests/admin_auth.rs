@@ -50,12 +50,18 @@ async fn openapi_documents_every_endpoint() {
     ];
     expected.sort();
     assert_eq!(documented, expected);
-    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     // Bodies, parameters and errors are documented.
     let put = &spec["paths"]["/kv/items/{key}"]["put"];
     assert!(put["requestBody"].is_object(), "{put}");
     for status in ["200", "400", "401", "412", "413", "415"] {
-        assert!(put["responses"][status].is_object(), "PUT item lacks {status}");
+        assert!(
+            put["responses"][status].is_object(),
+            "PUT item lacks {status}"
+        );
     }
     let list = &spec["paths"]["/kv/items"]["get"]["parameters"];
     let names: Vec<&str> = list
@@ -64,7 +70,10 @@ async fn openapi_documents_every_endpoint() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["prefix", "start", "end", "limit", "cursor", "reverse"]);
+    assert_eq!(
+        names,
+        ["prefix", "start", "end", "limit", "cursor", "reverse"]
+    );
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
 }
 
@@ -89,14 +98,23 @@ async fn every_documented_route_requires_the_token_and_exists() {
         assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
 
         // Wrong token, other scheme: 401 too.
-        for auth in ["Bearer wrong", "Basic dGVzdA==", &format!("Bearer {TOKEN}x"), "Bearer"] {
+        for auth in [
+            "Bearer wrong",
+            "Basic dGVzdA==",
+            &format!("Bearer {TOKEN}x"),
+            "Bearer",
+        ] {
             let resp = admin
                 .anon(method.clone(), &path)
                 .header(header::AUTHORIZATION, auth)
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path} {auth}");
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {auth}"
+            );
         }
 
         // With the token the route exists (whatever the answer to an empty request is).
@@ -108,7 +126,11 @@ async fn every_documented_route_requires_the_token_and_exists() {
         }
     }
     // Unknown paths are not revealed without a token.
-    let resp = admin.anon(Method::GET, "/no/such/route").send().await.unwrap();
+    let resp = admin
+        .anon(Method::GET, "/no/such/route")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -116,10 +138,16 @@ async fn every_documented_route_requires_the_token_and_exists() {
 async fn healthz_reload_and_metrics() {
     let admin = start().await;
     let (status, body) = send(admin.anon(Method::GET, "/healthz")).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"data": {"status": "ok"}})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"data": {"status": "ok"}}))
+    );
 
     let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"data": {"reloaded": true}})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"data": {"reloaded": true}}))
+    );
     let message = "conf/aside.toml:3: server.lisen: unknown key (expected one of: listen, threads)";
     *admin.reload_result.lock().unwrap() = Err(message.to_owned());
     let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;

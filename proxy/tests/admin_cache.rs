@@ -74,10 +74,24 @@ async fn list_and_inspect_entries() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["entries"].as_array().unwrap().len(), 3);
     let entry = &body["data"]["entries"][0];
-    for field in ["url", "hash", "status", "size", "tier", "storedAt", "freshUntil", "staleUntil", "tags"] {
+    for field in [
+        "url",
+        "hash",
+        "status",
+        "size",
+        "tier",
+        "storedAt",
+        "freshUntil",
+        "staleUntil",
+        "tags",
+    ] {
         assert!(!entry[field].is_null(), "{field} missing: {entry}");
     }
-    for (query, code) in [("limit=0", "bad_request"), ("cursor=zzz", "invalid_cursor"), ("bogus=1", "bad_request")] {
+    for (query, code) in [
+        ("limit=0", "bad_request"),
+        ("cursor=zzz", "invalid_cursor"),
+        ("bogus=1", "bad_request"),
+    ] {
         let (status, body) = send(admin.req(Method::GET, &format!("/cache/entries?{query}"))).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, code);
     }
@@ -96,17 +110,34 @@ async fn list_and_inspect_entries() {
     assert_eq!(entry["body"], "http://a.test/v1/y?b=2&a=1");
     assert_eq!(entry["bodyEncoding"], "utf8");
     let headers = entry["headers"].as_array().unwrap();
-    assert!(headers
-        .iter()
-        .any(|h| h["name"] == "content-type" && h["value"] == "text/plain"), "{headers:?}");
-    let (_, body) = send(admin.req(Method::GET, "/cache/entry").query(&[("url", "http://a.test/v1/x")])).await;
+    assert!(
+        headers
+            .iter()
+            .any(|h| h["name"] == "content-type" && h["value"] == "text/plain"),
+        "{headers:?}"
+    );
+    let (_, body) = send(
+        admin
+            .req(Method::GET, "/cache/entry")
+            .query(&[("url", "http://a.test/v1/x")]),
+    )
+    .await;
     assert!(body["data"]["entries"][0].get("body").is_none(), "{body}");
 
-    let (status, body) =
-        send(admin.req(Method::GET, "/cache/entry").query(&[("url", "http://a.test/none")])).await;
+    let (status, body) = send(
+        admin
+            .req(Method::GET, "/cache/entry")
+            .query(&[("url", "http://a.test/none")]),
+    )
+    .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     for url in ["not a url", "/relative", "ftp://a.test/x"] {
-        let (status, body) = send(admin.req(Method::GET, "/cache/entry").query(&[("url", url)])).await;
+        let (status, body) = send(
+            admin
+                .req(Method::GET, "/cache/entry")
+                .query(&[("url", url)]),
+        )
+        .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_url");
     }
     let (status, body) = send(admin.req(Method::GET, "/cache/entry")).await;
@@ -143,7 +174,11 @@ async fn inject_through_the_api_then_delete() {
     send(
         admin
             .req(Method::PUT, "/cache/entry")
-            .query(&[("url", "http://a.test/bin"), ("ttlSeconds", "60"), ("status", "203")])
+            .query(&[
+                ("url", "http://a.test/bin"),
+                ("ttlSeconds", "60"),
+                ("status", "203"),
+            ])
             .body(vec![0xffu8, 0x00, 0x80]),
     )
     .await;
@@ -162,20 +197,48 @@ async fn inject_through_the_api_then_delete() {
         vec![("url", "http://a.test/x")],
         vec![("url", "http://a.test/x"), ("ttlSeconds", "0")],
         vec![("url", "http://a.test/x"), ("ttlSeconds", "abc")],
-        vec![("url", "http://a.test/x"), ("ttlSeconds", "60"), ("status", "99")],
+        vec![
+            ("url", "http://a.test/x"),
+            ("ttlSeconds", "60"),
+            ("status", "99"),
+        ],
         vec![("url", "nope"), ("ttlSeconds", "60")],
     ] {
-        let (status, body) = send(admin.req(Method::PUT, "/cache/entry").query(&query).body("x")).await;
-        assert!(status == StatusCode::BAD_REQUEST, "{query:?}: {status} {body}");
+        let (status, body) = send(
+            admin
+                .req(Method::PUT, "/cache/entry")
+                .query(&query)
+                .body("x"),
+        )
+        .await;
+        assert!(
+            status == StatusCode::BAD_REQUEST,
+            "{query:?}: {status} {body}"
+        );
     }
     assert_eq!(listed(&admin, "").await.len(), 2);
 
-    let (status, body) = send(admin.req(Method::DELETE, "/cache/entry").query(&[("url", "http://a.test/warm?z=1&a=2")])).await;
+    let (status, body) = send(
+        admin
+            .req(Method::DELETE, "/cache/entry")
+            .query(&[("url", "http://a.test/warm?z=1&a=2")]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"data": {"matched": 1, "purged": 1}}));
-    let (status, _) = send(admin.req(Method::GET, "/cache/entry").query(&[("url", "http://a.test/warm?a=2&z=1")])).await;
+    let (status, _) = send(
+        admin
+            .req(Method::GET, "/cache/entry")
+            .query(&[("url", "http://a.test/warm?a=2&z=1")]),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, body) = send(admin.req(Method::DELETE, "/cache/entry").query(&[("url", "http://a.test/warm")])).await;
+    let (_, body) = send(
+        admin
+            .req(Method::DELETE, "/cache/entry")
+            .query(&[("url", "http://a.test/warm")]),
+    )
+    .await;
     assert_eq!(body, json!({"data": {"matched": 0, "purged": 0}}));
 }
 
@@ -190,14 +253,21 @@ async fn purge_by_each_selector_and_dry_run() {
 
     // Dry run counts and changes nothing.
     let (status, body) = purge(&admin, json!({"hosts": ["a.test"], "dryRun": true})).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"data": {"matched": 3, "purged": 0}})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"data": {"matched": 3, "purged": 0}}))
+    );
     assert_eq!(listed(&admin, "").await.len(), 5);
     let (_, body) = purge(&admin, json!({"everything": true, "dryRun": true})).await;
     assert_eq!(body, json!({"data": {"matched": 5, "purged": 0}}));
     assert_eq!(listed(&admin, "").await.len(), 5);
 
     // Nothing selected: 400, and `everything` must be explicit.
-    for body in [json!({}), json!({"everything": false}), json!({"urls": [], "soft": true})] {
+    for body in [
+        json!({}),
+        json!({"everything": false}),
+        json!({"urls": [], "soft": true}),
+    ] {
         let (status, resp) = purge(&admin, body).await;
         assert_error(status, &resp, StatusCode::BAD_REQUEST, "bad_request");
     }
@@ -223,20 +293,33 @@ async fn purge_by_each_selector_and_dry_run() {
     assert!(listed(&admin, "").await.is_empty());
     // Purges are counted in the metrics.
     let (_, text) = send(admin.req(Method::GET, "/metrics")).await;
-    assert!(text.as_str().unwrap().contains("aside_purged_entries_total"));
+    assert!(text
+        .as_str()
+        .unwrap()
+        .contains("aside_purged_entries_total"));
 }
 
 #[tokio::test]
 async fn soft_purge_marks_stale_and_keeps_the_entry() {
     let admin = start().await;
     seed(&admin).await;
-    let (status, body) = purge(&admin, json!({"prefixes": ["http://a.test/v1/"], "soft": true})).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"data": {"matched": 2, "purged": 2}})));
+    let (status, body) = purge(
+        &admin,
+        json!({"prefixes": ["http://a.test/v1/"], "soft": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"data": {"matched": 2, "purged": 2}}))
+    );
     let (_, body) = send(admin.req(Method::GET, "/cache/entries?prefix=http://a.test/")).await;
     let entries = body["data"]["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 3, "soft-purged entries are kept");
     for entry in entries {
-        let soft = entry["url"].as_str().unwrap().starts_with("http://a.test/v1/");
+        let soft = entry["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://a.test/v1/");
         assert_eq!(entry["softPurged"], soft, "{entry}");
     }
     // The store no longer treats them as fresh.
@@ -248,6 +331,11 @@ async fn soft_purge_marks_stale_and_keeps_the_entry() {
         .unwrap();
     for summary in page.entries {
         let fresh = summary.fresh_until > now;
-        assert_eq!(fresh, !summary.url.starts_with("http://a.test/v1/"), "{}", summary.url);
+        assert_eq!(
+            fresh,
+            !summary.url.starts_with("http://a.test/v1/"),
+            "{}",
+            summary.url
+        );
     }
 }

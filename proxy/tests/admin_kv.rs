@@ -62,7 +62,9 @@ async fn set_get_delete_roundtrip() {
 #[tokio::test]
 async fn ttl_expiry_is_visible_through_get() {
     let admin = start().await;
-    let (status, body) = admin.put("s/1", json!({"value": "x", "ttlSeconds": 10})).await;
+    let (status, body) = admin
+        .put("s/1", json!({"value": "x", "ttlSeconds": 10}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let expires = body["data"]["expiresAt"].as_str().unwrap().to_owned();
     let parsed =
@@ -84,7 +86,9 @@ async fn ttl_expiry_is_visible_through_get() {
 
     // TTL bounds: 0 and over a year are 400.
     for ttl in [0u64, 366 * 86_400] {
-        let (status, body) = admin.put("s/2", json!({"value": 1, "ttlSeconds": ttl})).await;
+        let (status, body) = admin
+            .put("s/2", json!({"value": 1, "ttlSeconds": ttl}))
+            .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_ttl");
     }
 }
@@ -105,7 +109,12 @@ async fn conditional_writes() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let v1 = body["data"]["version"].as_str().unwrap().to_owned();
     let (status, body) = put(Some(("If-None-Match", "*".into())), 2).await;
-    assert_error(status, &body, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
 
     let (status, body) = put(Some(("If-Match", format!("\"{v1}\""))), 3).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -113,11 +122,21 @@ async fn conditional_writes() {
     assert_ne!(v1, v2);
     // The old version no longer matches.
     let (status, body) = put(Some(("If-Match", format!("\"{v1}\""))), 4).await;
-    assert_error(status, &body, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
     // Not a version at all, and a weak tag: never match.
     for tag in ["\"nonsense\"", "W/\"x\""] {
         let (status, body) = put(Some(("If-Match", tag.into())), 5).await;
-        assert_error(status, &body, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+        assert_error(
+            status,
+            &body,
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+        );
     }
     // `*` = must exist.
     let (status, _) = put(Some(("If-Match", "*".into())), 6).await;
@@ -129,7 +148,12 @@ async fn conditional_writes() {
             .json(&json!({"value": 1})),
     )
     .await;
-    assert_error(status, &body, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
     // Unsupported combinations are 400.
     let (status, body) = send(
         admin
@@ -149,7 +173,10 @@ async fn conditional_writes() {
 async fn list_filters_and_order() {
     let admin = start().await;
     for key in ["a/1", "a/2", "a/3", "ab/1", "b/1"] {
-        assert_eq!(admin.put(key, json!({"value": key})).await.0, StatusCode::OK);
+        assert_eq!(
+            admin.put(key, json!({"value": key})).await.0,
+            StatusCode::OK
+        );
     }
     let keys = |body: &Value| -> Vec<String> {
         body["data"]["items"]
@@ -161,7 +188,11 @@ async fn list_filters_and_order() {
     };
     let (status, body) = send(admin.req(Method::GET, "/kv/items?prefix=a")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(keys(&body), ["a/1", "a/2", "a/3"], "prefixes match whole parts");
+    assert_eq!(
+        keys(&body),
+        ["a/1", "a/2", "a/3"],
+        "prefixes match whole parts"
+    );
     assert_eq!(body["data"]["total"], 3);
     assert_eq!(body["data"]["cursor"], Value::Null);
     assert_eq!(body["data"]["items"][0]["value"], "a/1");
@@ -312,7 +343,13 @@ async fn atomic_commits_all_or_nothing() {
         )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "check_failed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("acct/a"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acct/a"),
+        "{body}"
+    );
     // "Must be absent" on an existing key.
     let (status, body) = admin
         .post(
@@ -322,7 +359,13 @@ async fn atomic_commits_all_or_nothing() {
         )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "check_failed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("acct/b"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acct/b"),
+        "{body}"
+    );
     // Increment of a non-number.
     admin.put("acct/s", json!({"value": "text"})).await;
     let before_s = admin.snapshot().await;
@@ -344,7 +387,13 @@ async fn atomic_commits_all_or_nothing() {
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    assert!(body["error"]["message"].as_str().unwrap().contains("mutations[0]"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mutations[0]"),
+        "{body}"
+    );
     let (status, body) = admin
         .post(
             "/kv/atomic",
@@ -404,10 +453,20 @@ async fn atomic_transfers_under_50_concurrent_clients() {
         conflicts += task.await.unwrap();
     }
     let total = (CLIENTS * TRANSFERS) as i64;
-    let a = admin.get("bank/a").await.1["data"]["value"].as_i64().unwrap();
-    let b = admin.get("bank/b").await.1["data"]["value"].as_i64().unwrap();
-    let n = admin.get("bank/transfers").await.1["data"]["value"].as_i64().unwrap();
-    assert_eq!((a, b, n), (1000 - total, total, total), "{conflicts} conflicts");
+    let a = admin.get("bank/a").await.1["data"]["value"]
+        .as_i64()
+        .unwrap();
+    let b = admin.get("bank/b").await.1["data"]["value"]
+        .as_i64()
+        .unwrap();
+    let n = admin.get("bank/transfers").await.1["data"]["value"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        (a, b, n),
+        (1000 - total, total, total),
+        "{conflicts} conflicts"
+    );
 
     // Blind increments (no checks) from 50 clients: none lost.
     let mut tasks = Vec::new();
@@ -415,7 +474,10 @@ async fn atomic_transfers_under_50_concurrent_clients() {
         let admin = admin.clone();
         tasks.push(tokio::spawn(async move {
             let (status, body) = admin
-                .post("/kv/atomic", json!({"mutations": [{"type": "increment", "key": "bank/hits"}]}))
+                .post(
+                    "/kv/atomic",
+                    json!({"mutations": [{"type": "increment", "key": "bank/hits"}]}),
+                )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }));
@@ -423,7 +485,9 @@ async fn atomic_transfers_under_50_concurrent_clients() {
     for task in tasks {
         task.await.unwrap();
     }
-    let hits = admin.get("bank/hits").await.1["data"]["value"].as_i64().unwrap();
+    let hits = admin.get("bank/hits").await.1["data"]["value"]
+        .as_i64()
+        .unwrap();
     assert_eq!(hits, CLIENTS as i64);
 }
 
@@ -432,15 +496,27 @@ async fn value_and_body_size_limits() {
     let admin = start().await;
     let big = "x".repeat(1_600_000);
     let (status, body) = admin.put("big/1", json!({ "value": big })).await;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("Value size (1562.50 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"),
+        message.starts_with(
+            "Value size (1562.50 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"
+        ),
         "{message}"
     );
     let huge = "y".repeat(5 * 1024 * 1024);
     let (status, body) = admin.put("big/2", json!({ "value": huge })).await;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
     assert!(admin.snapshot().await.is_empty());
 }
 
@@ -456,7 +532,11 @@ async fn method_media_type_and_route_errors() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
-    let resp = admin.req(Method::DELETE, "/kv/get-many").send().await.unwrap();
+    let resp = admin
+        .req(Method::DELETE, "/kv/get-many")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()[header::ALLOW], "POST");
 
@@ -467,9 +547,19 @@ async fn method_media_type_and_route_errors() {
             .body(r#"{"value": 1}"#),
     )
     .await;
-    assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
     let (status, body) = send(admin.req(Method::POST, "/kv/atomic").body("{}")).await;
-    assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
 
     let (status, body) = send(admin.req(Method::GET, "/nope")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "no_route");

@@ -21,16 +21,31 @@ async fn malformed_bodies_get_4xx_and_change_nothing() {
 
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("invalid UTF-8", b"{\"value\": \"\xff\xfe\"}".to_vec()),
-        ("invalid UTF-8 outside strings", b"\xff{\"value\": 1}".to_vec()),
+        (
+            "invalid UTF-8 outside strings",
+            b"\xff{\"value\": 1}".to_vec(),
+        ),
         ("truncated", br#"{"value": {"a": [1, 2"#.to_vec()),
         ("empty", Vec::new()),
         ("not an object", b"[1, 2]".to_vec()),
         ("trailing garbage", br#"{"value": 1} {"#.to_vec()),
         ("missing value", br#"{"ttlSeconds": 10}"#.to_vec()),
-        ("ttl as string", br#"{"value": 1, "ttlSeconds": "10"}"#.to_vec()),
-        ("negative ttl", br#"{"value": 1, "ttlSeconds": -5}"#.to_vec()),
-        ("fractional ttl", br#"{"value": 1, "ttlSeconds": 1.5}"#.to_vec()),
-        ("ttl overflow", br#"{"value": 1, "ttlSeconds": 1e400}"#.to_vec()),
+        (
+            "ttl as string",
+            br#"{"value": 1, "ttlSeconds": "10"}"#.to_vec(),
+        ),
+        (
+            "negative ttl",
+            br#"{"value": 1, "ttlSeconds": -5}"#.to_vec(),
+        ),
+        (
+            "fractional ttl",
+            br#"{"value": 1, "ttlSeconds": 1.5}"#.to_vec(),
+        ),
+        (
+            "ttl overflow",
+            br#"{"value": 1, "ttlSeconds": 1e400}"#.to_vec(),
+        ),
         ("unknown field", br#"{"value": 1, "ttl": 10}"#.to_vec()),
         ("deep nesting", "[".repeat(100_000).into_bytes()),
     ];
@@ -82,11 +97,26 @@ async fn malformed_bodies_get_4xx_and_change_nothing() {
         ("/kv/get-many", json!({"keys": [1]})),
         ("/kv/atomic", json!({"checks": {}})),
         ("/kv/atomic", json!({"checks": [{"key": 1}]})),
-        ("/kv/atomic", json!({"mutations": [{"key": "a", "value": 1}]})),
-        ("/kv/atomic", json!({"mutations": [{"type": "set", "key": "a"}]})),
-        ("/kv/atomic", json!({"mutations": [{"type": "set", "key": "a//b", "value": 1}]})),
-        ("/kv/atomic", json!({"mutations": [{"type": "set", "key": "../a", "value": 1}]})),
-        ("/kv/atomic", json!({"mutations": [{"type": "set", "key": "a", "value": 1, "ttlSeconds": 0}]})),
+        (
+            "/kv/atomic",
+            json!({"mutations": [{"key": "a", "value": 1}]}),
+        ),
+        (
+            "/kv/atomic",
+            json!({"mutations": [{"type": "set", "key": "a"}]}),
+        ),
+        (
+            "/kv/atomic",
+            json!({"mutations": [{"type": "set", "key": "a//b", "value": 1}]}),
+        ),
+        (
+            "/kv/atomic",
+            json!({"mutations": [{"type": "set", "key": "../a", "value": 1}]}),
+        ),
+        (
+            "/kv/atomic",
+            json!({"mutations": [{"type": "set", "key": "a", "value": 1, "ttlSeconds": 0}]}),
+        ),
         ("/cache/purge", json!({"everything": "yes"})),
         ("/cache/purge", json!({"urls": "http://a/"})),
         ("/cache/purge", json!({})),
@@ -113,13 +143,23 @@ async fn malformed_keys_get_400() {
         &format!("/kv/items/{}", "k".repeat(600)),
     ] {
         for method in [Method::PUT, Method::GET, Method::DELETE] {
-            let (status, body) = send(admin.req(method.clone(), path).json(&json!({"value": 1}))).await;
+            let (status, body) =
+                send(admin.req(method.clone(), path).json(&json!({"value": 1}))).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {body}");
-            assert_eq!(body["error"]["code"], "invalid_key", "{method} {path}: {body}");
+            assert_eq!(
+                body["error"]["code"], "invalid_key",
+                "{method} {path}: {body}"
+            );
         }
     }
     // Dot segments would be normalized away by any URL library: send them raw.
-    for path in ["/kv/items/a/../b", "/kv/items/../a", "/kv/items/a/./b", "/kv/items/a/%2E%2E/b", "/kv/items/.."] {
+    for path in [
+        "/kv/items/a/../b",
+        "/kv/items/../a",
+        "/kv/items/a/./b",
+        "/kv/items/a/%2E%2E/b",
+        "/kv/items/..",
+    ] {
         let body = r#"{"value": 1}"#;
         let request = format!(
             "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
@@ -140,7 +180,8 @@ async fn huge_headers_and_raw_garbage_do_not_hurt() {
     let before = admin.snapshot().await;
 
     // 10 MB of headers.
-    let mut request = format!("GET /kv/items/keep/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n");
+    let mut request =
+        format!("GET /kv/items/keep/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n");
     let line = format!("X-Filler: {}\r\n", "f".repeat(1000));
     while request.len() < 10 * 1024 * 1024 {
         request.push_str(&line);
@@ -159,7 +200,11 @@ async fn huge_headers_and_raw_garbage_do_not_hurt() {
         "b".repeat(10 * 1024 * 1024)
     );
     let response = admin.raw(request.as_bytes()).await;
-    assert!(response.is_empty() || response.starts_with("HTTP/1.1 4"), "{}", &response[..response.len().min(200)]);
+    assert!(
+        response.is_empty() || response.starts_with("HTTP/1.1 4"),
+        "{}",
+        &response[..response.len().min(200)]
+    );
 
     // Garbage request lines and a lying Content-Length.
     for raw in [
@@ -168,7 +213,10 @@ async fn huge_headers_and_raw_garbage_do_not_hurt() {
         b"PUT /kv/items/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}",
     ] {
         let response = admin.raw(raw).await;
-        assert!(response.is_empty() || response.starts_with("HTTP/1.1 4"), "{response}");
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 4"),
+            "{response}"
+        );
     }
     // Invalid header bytes in conditional headers.
     let request = format!(

@@ -46,9 +46,12 @@ pub fn test_config() -> Config {
 pub async fn start() -> Admin {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(MockClock::new(SystemTime::now()));
-    let store = Store::open_with_clock(StoreConfig::new(dir.path().join("aside.redb")), clock.clone())
-        .await
-        .expect("open store");
+    let store = Store::open_with_clock(
+        StoreConfig::new(dir.path().join("aside.redb")),
+        clock.clone(),
+    )
+    .await
+    .expect("open store");
     let config = Arc::new(ArcSwap::from_pointee(test_config()));
     let reload_result = Arc::new(Mutex::new(Ok(())));
     let reload = {
@@ -61,7 +64,9 @@ pub async fn start() -> Admin {
         token: Arc::from(TOKEN),
         reload,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -106,7 +111,11 @@ impl Admin {
     }
 
     pub async fn put(&self, key: &str, body: Value) -> (StatusCode, Value) {
-        send(self.req(Method::PUT, &format!("/kv/items/{key}")).json(&body)).await
+        send(
+            self.req(Method::PUT, &format!("/kv/items/{key}"))
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn get(&self, key: &str) -> (StatusCode, Value) {
@@ -133,7 +142,9 @@ impl Admin {
     /// Send raw bytes over a fresh TCP connection and return what the server answers
     /// (empty if it closed the connection without answering).
     pub async fn raw(&self, request: &[u8]) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
         let (mut read, mut write) = stream.split();
         let writer = async {
             // The server may answer and close before reading everything: ignore write errors.
@@ -176,7 +187,9 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
 }
