@@ -148,7 +148,10 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
             state: admin_state,
         },
     ));
-    server.add_service(background_service("reloader", Reloader { reload: reload_fn }));
+    server.add_service(background_service(
+        "reloader",
+        Reloader { reload: reload_fn },
+    ));
 
     let listen: Vec<SocketAddr> = config.server.listen.clone();
     tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
