@@ -103,7 +103,7 @@ impl Route {
             Some("set-cookie")
         } else if origin.size.is_some_and(|s| s > p.max_object_size) {
             Some("too large")
-        } else if p.cacheable_statuses.binary_search(&origin.status).is_err() {
+        } else if !p.cacheable_statuses.contains(&origin.status) {
             Some("status not cacheable")
         } else {
             None

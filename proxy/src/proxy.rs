@@ -145,7 +145,10 @@ fn is_cacheable_method(m: &Method) -> bool {
 }
 
 fn is_unsafe_method(m: &Method) -> bool {
-    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 async fn respond_json(session: &mut Session, status: u16, body: serde_json::Value) -> Result<()> {
@@ -187,7 +190,13 @@ impl AsideProxy {
         let allowed = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .is_some_and(|a| live.config.admin.purge_allow.iter().any(|n| n.contains(a.ip())));
+            .is_some_and(|a| {
+                live.config
+                    .admin
+                    .purge_allow
+                    .iter()
+                    .any(|n| n.contains(a.ip()))
+            });
         if !allowed {
             return respond_json(
                 session,
@@ -204,12 +213,19 @@ impl AsideProxy {
             ..CacheSelector::default()
         };
         let store = self.shared.storage.store();
-        match store.cache_purge(&selector, aside_store::PurgeMode::Hard, false).await {
+        match store
+            .cache_purge(&selector, aside_store::PurgeMode::Hard, false)
+            .await
+        {
             Ok(n) => {
                 crate::metrics::record_purge(n);
                 let status = if n > 0 { 200 } else { 404 };
-                respond_json(session, status, serde_json::json!({"data": {"url": url, "purged": n}}))
-                    .await
+                respond_json(
+                    session,
+                    status,
+                    serde_json::json!({"data": {"url": url, "purged": n}}),
+                )
+                .await
             }
             Err(e) => {
                 tracing::error!(error = %e, "PURGE failed");
@@ -228,12 +244,15 @@ impl AsideProxy {
     async fn invalidate_after_unsafe(&self, session: &Session, resp: &ResponseHeader, ctx: &Ctx) {
         let Ok(route) = ctx.route() else { return };
         let req = session.req_header();
-        let mut urls = vec![route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query())];
+        let mut urls =
+            vec![route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query())];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(value) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
                 continue;
             };
-            let Ok(uri) = value.parse::<http::Uri>() else { continue };
+            let Ok(uri) = value.parse::<http::Uri>() else {
+                continue;
+            };
             let same_host = uri
                 .authority()
                 .is_none_or(|a| a.as_str().eq_ignore_ascii_case(&ctx.host));
@@ -280,7 +299,11 @@ impl ProxyHttp for AsideProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.shared.live.load_full();
-        ctx.scheme = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() {
+        ctx.scheme = if session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some()
+        {
             "https"
         } else {
             "http"
@@ -298,13 +321,11 @@ impl ProxyHttp for AsideProxy {
         let method = req.method.as_str().to_owned();
         let path = req.uri.path().to_owned();
         let route_host = host.split(':').next().unwrap_or(&host).to_owned();
-        let Some((index, _)) = live
-            .config
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| live.config.route_for(&route_host, &path, &method).is_some_and(|m| std::ptr::eq(m, *r)))
-        else {
+        let Some((index, _)) = live.config.routes.iter().enumerate().find(|(_, r)| {
+            live.config
+                .route_for(&route_host, &path, &method)
+                .is_some_and(|m| std::ptr::eq(m, *r))
+        }) else {
             ctx.live = Some(live);
             respond_json(
                 session,
@@ -342,9 +363,11 @@ impl ProxyHttp for AsideProxy {
             None,
             None,
             Some(self.shared.lock),
-            Some(CacheOptionOverrides {
-                wait_timeout: Some(LOCK_WAIT_TIMEOUT),
-                max_lock_retries: Some(3),
+            Some({
+                let mut o = CacheOptionOverrides::default();
+                o.wait_timeout = Some(LOCK_WAIT_TIMEOUT);
+                o.max_lock_retries = Some(3);
+                o
             }),
         );
         session.cache.set_max_file_size_bytes(max_size);
@@ -381,10 +404,17 @@ impl ProxyHttp for AsideProxy {
         // Client asked for validation (RFC 9111 §5.2.1.4, Pragma §5.4).
         let req = session.req_header();
         let no_cache = CacheControl::from_req_headers(req).is_some_and(|cc| {
-            cc.no_cache() || cc.max_age().ok().flatten().is_some_and(|a| u64::from(a) < meta.age().as_secs())
+            cc.no_cache()
+                || cc
+                    .max_age()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| u64::from(a) < meta.age().as_secs())
         }) || header_str(req, "pragma").is_some_and(|p| p.contains("no-cache"));
         if no_cache {
-            return Ok(Some(ForcedFreshness::ForceExpiredServeStale { expired_at: None }));
+            return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
+                expired_at: None,
+            }));
         }
         // A reload may have shortened the route's TTL: apply it to stored entries.
         let route = ctx.route()?;
@@ -438,7 +468,10 @@ impl ProxyHttp for AsideProxy {
         }
         let mut builder = VarianceBuilder::new();
         for name in &names {
-            let value = req.headers.get(name.as_str()).map_or(&[][..], |v| v.as_bytes());
+            let value = req
+                .headers
+                .get(name.as_str())
+                .map_or(&[][..], |v| v.as_bytes());
             builder.add_value(name, value);
         }
         builder.finalize()
@@ -464,10 +497,9 @@ impl ProxyHttp for AsideProxy {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let live = ctx.live()?.clone();
         let route = ctx.route()?;
-        let upstream = live
-            .upstreams
-            .get(route.upstream)
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream index out of range"))?;
+        let upstream = live.upstreams.get(route.upstream).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream index out of range")
+        })?;
         if let Some(limit) = &upstream.limit {
             let permit = limit.clone().acquire_owned().await.map_err(|e| {
                 Error::because(ErrorType::InternalError, "upstream limiter closed", e)
@@ -498,7 +530,9 @@ impl ProxyHttp for AsideProxy {
                 .to_owned();
             let uri: http::Uri = format!("{}{}", upstream.base_path, pq)
                 .parse()
-                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "bad upstream path", e))?;
+                .map_err(|e| {
+                    Error::because(ErrorType::InvalidHTTPHeader, "bad upstream path", e)
+                })?;
             upstream_request.set_uri(uri);
         }
         ctx.upstream_started = Some(Instant::now());
@@ -517,7 +551,11 @@ impl ProxyHttp for AsideProxy {
             ctx.upstream_time = Some(elapsed);
             if let Ok(route) = ctx.route() {
                 let name = &ctx.live()?.config.upstreams[route.upstream].name;
-                crate::metrics::record_upstream(name, elapsed.as_secs_f64(), upstream_response.status.as_u16() < 500);
+                crate::metrics::record_upstream(
+                    name,
+                    elapsed.as_secs_f64(),
+                    upstream_response.status.as_u16() < 500,
+                );
             }
         }
         Ok(())
@@ -529,10 +567,10 @@ impl ProxyHttp for AsideProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let status = if session.cache.enabled() || !matches!(session.cache.phase(), pingora_cache::CachePhase::Disabled(_)) {
-            CacheStatus::from_phase(session.cache.phase())
-        } else {
-            CacheStatus::Bypass
+        let status = match session.cache.phase() {
+            // Went to the origin as a miss, but the answer was not storable.
+            pingora_cache::CachePhase::Disabled(_) if ctx.not_stored.is_some() => CacheStatus::Miss,
+            phase => CacheStatus::from_phase(phase),
         };
         let now = SystemTime::now();
         let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
@@ -541,6 +579,11 @@ impl ProxyHttp for AsideProxy {
         let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
         resp.insert_header("cache-status", value)?;
         resp.insert_header("x-cache", status.x_cache())?;
+        if session.cache.phase() == pingora_cache::CachePhase::Stale {
+            // Stale served because the origin failed: pingora will not reuse this
+            // connection, so tell the client instead of resetting its next request.
+            resp.insert_header(header::CONNECTION, "close")?;
+        }
         crate::metrics::record_request(status.as_str());
         if session.cache.lock_duration().is_some() {
             crate::metrics::record_coalesced_wait();
@@ -571,7 +614,10 @@ impl ProxyHttp for AsideProxy {
         if code > 0 {
             let (kind, message) = match code {
                 504 => ("upstream_timeout", "the origin did not answer in time"),
-                502 => ("upstream_error", "the origin could not be reached or sent an invalid response"),
+                502 => (
+                    "upstream_error",
+                    "the origin could not be reached or sent an invalid response",
+                ),
                 400 => ("bad_request", "the request could not be read"),
                 _ => ("error", "the request failed"),
             };
@@ -581,15 +627,23 @@ impl ProxyHttp for AsideProxy {
                 let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
                 let _ = resp.insert_header("cache-status", "Aside; fwd=miss; detail=origin-error");
                 let _ = resp.insert_header("x-cache", "MISS");
-                if session.write_response_header(Box::new(resp), false).await.is_ok() {
-                    let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session
+                        .write_response_body(Some(Bytes::from(body)), true)
+                        .await;
                 }
             }
             crate::metrics::record_request("error");
         }
         if let (Some(route), Some(live)) = (ctx.route().ok(), ctx.live.as_ref()) {
             let name = &live.config.upstreams[route.upstream].name;
-            let secs = ctx.upstream_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+            let secs = ctx
+                .upstream_started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64());
             crate::metrics::record_upstream(name, secs, false);
         }
         FailToProxy {
@@ -654,14 +708,24 @@ pub fn decide(
     let origin = OriginFreshness {
         status: resp.status.as_u16(),
         ttl,
-        stale_while_revalidate: cc.as_ref().and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
-        stale_if_error: cc.as_ref().and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
+        stale_while_revalidate: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
+        stale_if_error: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
         no_store: cc.as_ref().is_some_and(|cc| cc.no_store()),
-        private: cc.as_ref().is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
-        no_cache: cc.as_ref().is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
+        private: cc
+            .as_ref()
+            .is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
+        no_cache: cc
+            .as_ref()
+            .is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
         authorized_request: req.headers.contains_key(header::AUTHORIZATION),
         set_cookie: resp.headers.contains_key(header::SET_COOKIE),
-        public_or_s_maxage: cc.as_ref().is_some_and(|cc| cc.allow_caching_authorized_req()),
+        public_or_s_maxage: cc
+            .as_ref()
+            .is_some_and(|cc| cc.allow_caching_authorized_req()),
         size: resp
             .headers
             .get(header::CONTENT_LENGTH)
@@ -684,13 +748,22 @@ pub fn decide(
                 cc.strip_private_headers(&mut stored);
             }
             // Hop-by-hop and per-connection headers never belong in the store.
-            for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+            for name in [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "transfer-encoding",
+                "upgrade",
+            ] {
                 stored.remove_header(name);
             }
             let (swr, sie) = if forbids_stale {
                 (0, 0)
             } else {
-                (clamp_secs(stale_while_revalidate), clamp_secs(stale_if_error))
+                (
+                    clamp_secs(stale_while_revalidate),
+                    clamp_secs(stale_if_error),
+                )
             };
             Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
         }

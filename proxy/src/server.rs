@@ -42,6 +42,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
         max_value_bytes: config.store.max_value_bytes,
         min_ttl: config.store.min_ttl,
         max_ttl: config.store.max_ttl,
+        ..Limits::default()
     };
     sc
 }
@@ -147,7 +148,10 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
             state: admin_state,
         },
     ));
-    server.add_service(background_service("reloader", Reloader { reload: reload_fn }));
+    server.add_service(background_service(
+        "reloader",
+        Reloader { reload: reload_fn },
+    ));
 
     let listen: Vec<SocketAddr> = config.server.listen.clone();
     tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
