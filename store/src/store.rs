@@ -14,6 +14,9 @@ use crate::hot::HotTier;
 use crate::writer::{Counters, Op, Writer};
 use crate::{Clock, Error, Limits, Result, StoreConfig, SystemClock};
 
+/// Cold hits remembered for the LRU index between two writer commits.
+pub(crate) const MAX_PENDING_TOUCHES: usize = 65_536;
+
 /// A handle to the engine. Cheap to clone: every clone shares one [`Shared`].
 /// When the last clone drops, the writer thread commits what is pending durably,
 /// closes the file and exits.
@@ -193,12 +196,18 @@ impl Store {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.shared.db.clone();
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             let txn = db.begin_read().ctx("starting a read transaction")?;
             f(&txn)
-        })
-        .await
-        .map_err(|e| Error::io("running a read task", e))?
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(work)
+                .await
+                .map_err(|e| Error::io("running a read task", e))?,
+            // Polled outside tokio (another executor): there is no worker to protect.
+            Err(_) => work(),
+        }
     }
 }
 

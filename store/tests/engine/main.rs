@@ -5,6 +5,7 @@ mod crash;
 mod errors;
 mod model;
 mod restart;
+mod runtimes;
 
 use std::sync::Arc;
 use std::time::Duration;
