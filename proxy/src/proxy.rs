@@ -183,6 +183,64 @@ fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> 
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
 }
 
+/// The request's own `Cache-Control` (and `Pragma`) directives (RFC 9111 §5.2.1).
+#[derive(Debug, Default)]
+struct RequestDirectives {
+    no_cache: bool,
+    no_store: bool,
+    only_if_cached: bool,
+    max_age: Option<Duration>,
+    min_fresh: Option<Duration>,
+    /// `Some(None)`: any staleness; `Some(Some(d))`: at most `d`.
+    max_stale: Option<Option<Duration>>,
+}
+
+impl RequestDirectives {
+    fn parse(req: &RequestHeader) -> RequestDirectives {
+        let pragma_no_cache = req
+            .headers
+            .get_all(header::PRAGMA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("no-cache"));
+        let Some(cc) = CacheControl::from_req_headers(req) else {
+            return RequestDirectives {
+                no_cache: pragma_no_cache,
+                ..RequestDirectives::default()
+            };
+        };
+        let secs =
+            |name: &str| -> Option<Option<Duration>> {
+                let value = cc.directives.get(
+                    &pingora_cache::cache_control::DirectiveKey::from_lowercase(name),
+                )?;
+                Some(
+                    value
+                        .as_ref()
+                        .and_then(|v| v.parse_as_delta_seconds().ok())
+                        .map(|s| Duration::from_secs(u64::from(s))),
+                )
+            };
+        RequestDirectives {
+            no_cache: cc.no_cache() || pragma_no_cache,
+            no_store: cc.no_store(),
+            only_if_cached: cc.only_if_cached(),
+            max_age: secs("max-age").flatten(),
+            min_fresh: secs("min-fresh").flatten(),
+            max_stale: secs("max-stale"),
+        }
+    }
+}
+
+/// Whether the stored response forbids serving it stale (must-revalidate,
+/// proxy-revalidate, s-maxage; RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
+fn must_revalidate(meta: &CacheMeta) -> bool {
+    let resp = meta.response_header();
+    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp))
+        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"))
+}
+
 impl AsideProxy {
     /// Answer `PURGE <url>`: allowed peers only; removes every Vary variant.
     async fn handle_purge(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
@@ -398,20 +456,27 @@ impl ProxyHttp for AsideProxy {
         is_fresh: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
+        let now = SystemTime::now();
+        let req = session.req_header();
+        let directives = RequestDirectives::parse(req);
         if !is_fresh {
+            // max-stale (RFC 9111 §5.2.1.2): the client accepts this much staleness,
+            // unless the origin said must-revalidate.
+            let stale_for = now.duration_since(meta.fresh_until()).unwrap_or_default();
+            let allowed = directives
+                .max_stale
+                .is_some_and(|limit| limit.is_none_or(|l| stale_for <= l));
+            if allowed && !must_revalidate(meta) {
+                return Ok(Some(ForcedFreshness::ForceFresh));
+            }
             return Ok(None);
         }
-        // Client asked for validation (RFC 9111 §5.2.1.4, Pragma §5.4).
-        let req = session.req_header();
-        let no_cache = CacheControl::from_req_headers(req).is_some_and(|cc| {
-            cc.no_cache()
-                || cc
-                    .max_age()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|a| u64::from(a) < meta.age().as_secs())
-        }) || header_str(req, "pragma").is_some_and(|p| p.contains("no-cache"));
-        if no_cache {
+        // The client asks for validation (no-cache, Pragma), a younger response
+        // (max-age) or one that stays fresh longer (min-fresh).
+        let remaining = meta.fresh_until().duration_since(now).unwrap_or_default();
+        let too_old = directives.max_age.is_some_and(|max| meta.age() > max);
+        let too_close = directives.min_fresh.is_some_and(|min| remaining < min);
+        if directives.no_cache || too_old || too_close {
             return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
                 expired_at: None,
             }));
@@ -420,7 +485,7 @@ impl ProxyHttp for AsideProxy {
         let route = ctx.route()?;
         let status = meta.response_header().status.as_u16();
         if let Some(limit) = route.max_fresh_until(meta.created(), status) {
-            if limit < meta.fresh_until() && limit <= SystemTime::now() {
+            if limit < meta.fresh_until() && limit <= now {
                 return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
                     expired_at: Some(limit),
                 }));
@@ -429,13 +494,34 @@ impl ProxyHttp for AsideProxy {
         Ok(None)
     }
 
+    async fn proxy_upstream_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<bool> {
+        // only-if-cached (RFC 9111 §5.2.1.7): nothing usable is stored, so 504.
+        if RequestDirectives::parse(session.req_header()).only_if_cached {
+            respond_json(
+                session,
+                504,
+                serde_json::json!({"error": {"code": "not_cached", "message": "only-if-cached: no stored response"}}),
+            )
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let decision = decide(session.req_header(), resp, ctx.route()?, SystemTime::now());
+        let req = session.req_header();
+        if RequestDirectives::parse(req).no_store {
+            ctx.not_stored = Some("request no-store");
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "request no-store",
+            )));
+        }
+        let decision = decide(req, resp, ctx.route()?, SystemTime::now());
         match decision {
             Ok(meta) => {
                 ctx.stored = true;
@@ -577,6 +663,15 @@ impl ProxyHttp for AsideProxy {
             .then(|| session.cache.cache_meta());
         let detail = ctx.bypass.as_deref().or(ctx.not_stored);
         let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
+        if let Some(meta) = meta {
+            // RFC 9111 §4.2.3: Age includes the age the origin reported when we stored it.
+            let age = meta.age() + origin_age(meta.response_header());
+            resp.insert_header(header::AGE, age.as_secs().to_string())?;
+        }
+        if !resp.headers.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not.
+            resp.insert_header(header::DATE, httpdate::fmt_http_date(now))?;
+        }
         resp.insert_header("cache-status", value)?;
         resp.insert_header("x-cache", status.x_cache())?;
         if session.cache.phase() == pingora_cache::CachePhase::Stale {

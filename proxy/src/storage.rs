@@ -83,13 +83,19 @@ pub fn origin_tags(meta: &CacheMeta) -> Vec<String> {
 /// so that the next request can revalidate it (a 304 instead of a full body).
 const REVALIDATION_KEEP: Duration = Duration::from_secs(24 * 3600);
 
+/// How long any expired entry is kept, for clients that accept stale responses
+/// (`max-stale`). pingora never serves it stale otherwise: its SWR/SIE windows
+/// are in the meta.
+const STALE_KEEP: Duration = Duration::from_secs(600);
+
 /// When the store may forget an entry: past `fresh_until`, it stays usable for
 /// the longer of SWR and SIE, and for revalidation when it has a validator.
 fn stale_until(meta: &CacheMeta) -> SystemTime {
     let mut extra = Duration::from_secs(u64::from(
         meta.stale_while_revalidate_sec()
             .max(meta.stale_if_error_sec()),
-    ));
+    ))
+    .max(STALE_KEEP);
     let headers = meta.headers();
     if headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
     {
