@@ -42,7 +42,6 @@ pub fn store_config(config: &Config) -> StoreConfig {
         max_value_bytes: config.store.max_value_bytes,
         min_ttl: config.store.min_ttl,
         max_ttl: config.store.max_ttl,
-        ..Limits::default()
     };
     sc
 }
