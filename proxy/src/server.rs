@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_cache::lock::CacheLock;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 
 use aside_policies::Config;
@@ -29,6 +29,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -154,7 +155,13 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
 
     let listen: Vec<SocketAddr> = config.server.listen.clone();
     tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
-    server.run_forever();
+    server.run(RunArgs::default());
+    // Cache fills are committed lazily: make them durable before exiting.
+    if let Err(e) = rt.block_on(shared.storage.store().flush()) {
+        tracing::warn!(error = %e, "final store flush failed");
+    }
+    tracing::info!("aside stopped");
+    Ok(())
 }
 
 /// The admin API as a pingora background service.
