@@ -126,7 +126,8 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
         },
         stale_while_revalidate: p.stale_while_revalidate.map(format_duration),
         stale_if_error: p.stale_if_error.map(format_duration),
-        cacheable_statuses: Some(p.cacheable_statuses.iter().map(|s| i64::from(*s)).collect()),
+        cacheable_statuses: (!p.any_status_with_explicit_freshness)
+            .then(|| p.cacheable_statuses.iter().map(|s| i64::from(*s)).collect()),
         cache_authorized: Some(p.cache_authorized),
         set_cookie: Some(p.set_cookie.as_str().to_owned()),
         tags: Some(p.tags.clone()),

@@ -701,6 +701,7 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
         stale_if_error: duration(&k("stale-if-error"), f.stale_if_error.as_ref())?,
         status_ttl,
         cacheable_statuses: cacheable.into_iter().collect(),
+        any_status_with_explicit_freshness: f.cacheable_statuses.is_none(),
         key,
         cache_authorized: f.cache_authorized.unwrap_or(false),
         set_cookie,
