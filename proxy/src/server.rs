@@ -25,7 +25,9 @@ const LOCK_AGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// Logs go to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // pingora warns once that no header compression dictionary is set: by design
+        // (a dictionary could never change again without making entries unreadable).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_cache::meta=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
