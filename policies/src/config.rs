@@ -62,7 +62,7 @@ impl Config {
     /// The config as TOML that [`crate::parse_config`] turns back into an
     /// equal `Config` (every value explicit, header values already expanded).
     pub fn to_toml(&self) -> String {
-        crate::validate::to_toml(self)
+        crate::render::to_toml(self)
     }
 }
 

@@ -10,7 +10,6 @@ use std::fmt;
 /// The line is omitted when unknown, the key when the problem is not tied to
 /// one (a TOML syntax error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub struct ConfigError {
     /// The file name as given to [`crate::parse_config`]; only used in messages.
     pub file: String,
@@ -24,6 +23,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// A new error without file or line; [`crate::parse_config`] fills them in.
+    /// The binary can use it for problems outside the text (an unreadable file).
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             file: String::new(),

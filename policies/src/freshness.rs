@@ -103,7 +103,7 @@ impl Route {
             Some("set-cookie")
         } else if origin.size.is_some_and(|s| s > p.max_object_size) {
             Some("too large")
-        } else if p.cacheable_statuses.binary_search(&origin.status).is_err() {
+        } else if !self.status_storable(origin) {
             Some("status not cacheable")
         } else {
             None
@@ -145,6 +145,22 @@ impl Route {
                 .unwrap_or_default(),
             strip_set_cookie: origin.set_cookie && p.set_cookie == SetCookie::Strip,
         }
+    }
+
+    /// Whether the response's status may be stored: listed in `cacheable-statuses`,
+    /// or (when the operator kept the default list) any final status with
+    /// explicit origin freshness outside override mode (RFC 9111 §3).
+    fn status_storable(&self, origin: &OriginFreshness) -> bool {
+        let p = &self.policy;
+        if p.cacheable_statuses.contains(&origin.status) {
+            return true;
+        }
+        let explicit = origin.ttl.is_some() || origin.no_cache;
+        p.any_status_with_explicit_freshness
+            && explicit
+            && p.mode != Mode::Override
+            && (200..600).contains(&origin.status)
+            && origin.status != 206
     }
 
     /// Latest `fresh_until` this route allows today for an entry of `status`

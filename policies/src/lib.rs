@@ -26,6 +26,7 @@ mod host;
 mod ipnet;
 mod key;
 mod locate;
+mod render;
 mod route;
 mod size;
 mod upstream;
@@ -38,12 +39,12 @@ pub use error::ConfigError;
 pub use freshness::{Freshness, OriginFreshness};
 pub use host::HostMatch;
 pub use ipnet::IpNet;
+pub use render::to_file;
 pub use route::{
     KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use size::{format_size, parse_size};
 pub use upstream::{Scheme, Upstream};
-pub use validate::to_file;
 
 /// Parses and validates a config file's text.
 ///
@@ -122,5 +123,14 @@ fn serde_message(path: &str, message: &str) -> (String, String) {
             "expected an address like \"127.0.0.1:8080\" or an array of them".to_owned(),
         );
     }
-    (path.to_owned(), message.to_owned())
+    let message = message
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected a table");
+    // "expected struct FileKey": the file model's type names mean nothing to users.
+    let message = match message.find("expected struct ") {
+        Some(i) => format!("{}expected a table", &message[..i]),
+        None => message,
+    };
+    (path.to_owned(), message)
 }

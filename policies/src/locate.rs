@@ -185,3 +185,55 @@ fn walk_value(v: &Value, path: &str, offset: usize, best: &mut Option<String>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "[server]\nlisten = \"x\"\n\n[[route]]\nname = \"a\"\n\n[[route]]\nkey = { headers = [\"a\",\n  \"b\"] }\n[route.status-ttl]\n404 = \"1s\"\n";
+
+    #[test]
+    fn paths_split() {
+        assert_eq!(
+            split_path("route[2].key.headers[1]"),
+            vec![
+                Seg::Key("route"),
+                Seg::Index(2),
+                Seg::Key("key"),
+                Seg::Key("headers"),
+                Seg::Index(1)
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_for_paths() {
+        let m = SourceMap::parse(TEXT).unwrap();
+        let table: &[(&str, Option<usize>)] = &[
+            ("server.listen", Some(2)),
+            ("server.threads", Some(1)),
+            ("route[0].name", Some(5)),
+            ("route[0].ttl", Some(4)),
+            ("route[1]", Some(7)),
+            ("route[1].key.headers", Some(8)),
+            ("route[1].key.headers[1]", Some(9)),
+            ("route[1].status-ttl.404", Some(11)),
+            // Out of range: the nearest existing part, the `route` array.
+            ("route[5].ttl", Some(4)),
+            ("upstream", None),
+        ];
+        for (path, want) in table {
+            assert_eq!(m.line_for_path(path), *want, "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_at_offsets() {
+        let m = SourceMap::parse(TEXT).unwrap();
+        let at = |needle: &str| m.path_at(TEXT.find(needle).unwrap());
+        assert_eq!(at("listen").as_deref(), Some("server.listen"));
+        assert_eq!(at("\"a\"").as_deref(), Some("route[0].name"));
+        assert_eq!(at("\"b\"").as_deref(), Some("route[1].key.headers[1]"));
+        assert_eq!(at("404").as_deref(), Some("route[1].status-ttl.404"));
+    }
+}

@@ -177,6 +177,12 @@ pub struct Policy {
     pub status_ttl: BTreeMap<u16, Duration>,
     /// Statuses that may be stored, sorted; always includes every `status_ttl` key.
     pub cacheable_statuses: Vec<u16>,
+    /// True when the operator did not list `cacheable-statuses`: then, in
+    /// respect-origin and clamp modes, a response whose origin gave explicit
+    /// freshness (max-age, s-maxage, Expires, no-cache) may be stored whatever
+    /// its final status, as RFC 9111 §3 allows. The list still bounds what
+    /// override, `default-ttl` and `status-ttl` store.
+    pub any_status_with_explicit_freshness: bool,
     /// What makes up the cache key.
     pub key: KeyRules,
     /// Cache responses to requests with `Authorization`. Default: false.
@@ -204,6 +210,7 @@ impl Default for Policy {
             stale_if_error: None,
             status_ttl: BTreeMap::new(),
             cacheable_statuses: DEFAULT_CACHEABLE_STATUSES.to_vec(),
+            any_status_with_explicit_freshness: true,
             key: KeyRules::default(),
             cache_authorized: false,
             set_cookie: SetCookie::DoNotCache,

@@ -171,3 +171,22 @@ fn header_values_with_dollar_round_trip() {
     assert_eq!(c.upstreams[0].headers[0].1, "${literal} ${x}");
     round_trip(&c);
 }
+
+#[test]
+fn config_reference_example_parses() {
+    let doc = include_str!("../CONFIG.md");
+    let start = doc.find("```toml\n").expect("CONFIG.md has a toml example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("closed code block");
+    let env = |n: &str| (n == "WEATHER_API_KEY").then(|| "k".to_owned());
+    let c = parse_config(&doc[start..end], "CONFIG.md", &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.route_for("weather.local", "/v1/x", "GET")
+            .unwrap()
+            .policy
+            .ttl,
+        Some(Duration::from_secs(600))
+    );
+    let e = parse_config(&doc[start..end], "CONFIG.md", &no_env).unwrap_err();
+    assert!(e.message.contains("WEATHER_API_KEY"), "{e}");
+    round_trip(&c);
+}

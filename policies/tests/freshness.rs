@@ -119,8 +119,11 @@ fn respect_origin_mode() {
                 Want::Ttl(0, 0, 0),
             ),
             (ok(404, Some(10)), Want::Ttl(10, 0, 0)),
-            (ok(500, Some(60)), Want::No("status not cacheable")),
-            (ok(302, Some(60)), Want::No("status not cacheable")),
+            // RFC 9111 §3: explicit freshness makes any final status storable...
+            (ok(500, Some(60)), Want::Ttl(60, 0, 0)),
+            (ok(302, Some(60)), Want::Ttl(60, 0, 0)),
+            // ...but not a status without it.
+            (ok(302, None), Want::No("status not cacheable")),
         ],
     );
     assert_eq!(plain.max_fresh_until(now(), 200), None);

@@ -64,11 +64,23 @@ fn syntax_and_unknown_keys() {
         ),
         (
             "[server]\nthreads = \"two\"\n",
-            "t.toml:2: server.threads: invalid type: string \"two\", expected i64",
+            "t.toml:2: server.threads: invalid type: string \"two\", expected an integer",
         ),
         (
             "[server]\nlisten = 8080\n",
             "t.toml:2: server.listen: expected an address like \"127.0.0.1:8080\" or an array of them",
+        ),
+        (
+            &format!("{BASE}methods = \"GET\"\n"),
+            "t.toml:7: route[0].methods: invalid type: string \"GET\", expected an array",
+        ),
+        (
+            &format!("{BASE}key = \"url\"\n"),
+            "t.toml:7: route[0].key: invalid type: string \"url\", expected a table",
+        ),
+        (
+            &format!("{BASE}cache = \"no\"\n"),
+            "t.toml:7: route[0].cache: invalid type: string \"no\", expected a boolean",
         ),
     ]);
 }

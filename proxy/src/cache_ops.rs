@@ -94,16 +94,23 @@ pub async fn inject(
 ) -> Result<String, CacheOpError> {
     let t = target(config, url)?;
     if ttl.is_zero() {
-        return Err(CacheOpError::BadInput("ttlSeconds must be at least 1".into()));
+        return Err(CacheOpError::BadInput(
+            "ttlSeconds must be at least 1".into(),
+        ));
     }
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))
         .map_err(|_| CacheOpError::BadInput(format!("{status} is not an HTTP status")))?;
     if !(200..600).contains(&status) {
-        return Err(CacheOpError::BadInput(format!("{status} is not a final HTTP status")));
+        return Err(CacheOpError::BadInput(format!(
+            "{status} is not a final HTTP status"
+        )));
     }
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "vary" | "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            lower.as_str(),
+            "vary" | "content-length" | "transfer-encoding" | "connection"
+        ) {
             continue;
         }
         resp.append_header(name.clone(), value.as_str())
@@ -155,7 +162,12 @@ pub fn entry_headers(entry: &CacheEntry) -> Result<Vec<(String, String)>, CacheO
     Ok(meta
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect())
 }
 

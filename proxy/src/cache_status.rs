@@ -53,12 +53,11 @@ impl CacheStatus {
             CachePhase::Miss => CacheStatus::Miss,
             CachePhase::Expired => CacheStatus::Expired,
             CachePhase::Stale | CachePhase::StaleUpdating => CacheStatus::Stale,
-            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
-                CacheStatus::Revalidated
-            }
-            CachePhase::Disabled(_) | CachePhase::Bypass | CachePhase::Uninit | CachePhase::CacheKey => {
-                CacheStatus::Bypass
-            }
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheStatus::Revalidated,
+            CachePhase::Disabled(_)
+            | CachePhase::Bypass
+            | CachePhase::Uninit
+            | CachePhase::CacheKey => CacheStatus::Bypass,
         }
     }
 
@@ -96,7 +95,12 @@ impl CacheStatus {
                 v.push_str(&status.to_string());
             }
         }
-        if stored && !matches!(self, CacheStatus::Hit | CacheStatus::Stale | CacheStatus::Bypass) {
+        if stored
+            && !matches!(
+                self,
+                CacheStatus::Hit | CacheStatus::Stale | CacheStatus::Bypass
+            )
+        {
             v.push_str("; stored");
         }
         if let Some(detail) = detail {
@@ -147,9 +151,21 @@ mod tests {
     #[test]
     fn phases_map_to_x_cache() {
         assert_eq!(CacheStatus::from_phase(CachePhase::Hit).x_cache(), "HIT");
-        assert_eq!(CacheStatus::from_phase(CachePhase::StaleUpdating).x_cache(), "STALE");
-        assert_eq!(CacheStatus::from_phase(CachePhase::Revalidated).x_cache(), "REVALIDATED");
-        assert_eq!(CacheStatus::from_phase(CachePhase::Bypass).x_cache(), "BYPASS");
-        assert_eq!(CacheStatus::from_phase(CachePhase::Expired).x_cache(), "MISS");
+        assert_eq!(
+            CacheStatus::from_phase(CachePhase::StaleUpdating).x_cache(),
+            "STALE"
+        );
+        assert_eq!(
+            CacheStatus::from_phase(CachePhase::Revalidated).x_cache(),
+            "REVALIDATED"
+        );
+        assert_eq!(
+            CacheStatus::from_phase(CachePhase::Bypass).x_cache(),
+            "BYPASS"
+        );
+        assert_eq!(
+            CacheStatus::from_phase(CachePhase::Expired).x_cache(),
+            "MISS"
+        );
     }
 }

@@ -40,7 +40,10 @@ async fn weather(
     headers: HeaderMap,
 ) -> Response {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let city = q.get("city").map_or("paris", String::as_str).to_ascii_lowercase();
+    let city = q
+        .get("city")
+        .map_or("paris", String::as_str)
+        .to_ascii_lowercase();
     let temp = city.bytes().map(u64::from).sum::<u64>() % 35;
     let etag = format!("\"{city}-{temp}\"");
     let h = hits(&c);
@@ -50,7 +53,10 @@ async fn weather(
     {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, "public, max-age=60".into())],
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, "public, max-age=60".into()),
+            ],
             [h],
         )
             .into_response();
@@ -89,8 +95,10 @@ async fn time(State(c): State<Arc<Counter>>) -> Response {
 
 async fn private(State(c): State<Arc<Counter>>) -> Response {
     let mut resp = ([hits(&c)], "only for you\n").into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=60"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=60"),
+    );
     resp
 }
 
@@ -98,7 +106,11 @@ async fn bytes_body(
     State(c): State<Arc<Counter>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let num = |k: &str, default: u64| q.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default);
+    let num = |k: &str, default: u64| {
+        q.get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
     let size = num("size", 1024).min(16 << 20);
     let ms = num("ms", 0).min(10_000);
     let max_age = num("max-age", 3600);

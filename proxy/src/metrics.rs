@@ -115,10 +115,7 @@ impl Metrics {
 
 /// Count one proxied request with its cache status (`hit`, `miss`, `stale`, ...).
 pub fn record_request(cache_status: &str) {
-    METRICS
-        .requests
-        .with_label_values(&[cache_status])
-        .inc();
+    METRICS.requests.with_label_values(&[cache_status]).inc();
 }
 
 /// Count one upstream request, its latency and whether it succeeded.

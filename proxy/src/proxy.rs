@@ -145,7 +145,10 @@ fn is_cacheable_method(m: &Method) -> bool {
 }
 
 fn is_unsafe_method(m: &Method) -> bool {
-    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 async fn respond_json(session: &mut Session, status: u16, body: serde_json::Value) -> Result<()> {
@@ -180,6 +183,64 @@ fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> 
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
 }
 
+/// The request's own `Cache-Control` (and `Pragma`) directives (RFC 9111 §5.2.1).
+#[derive(Debug, Default)]
+struct RequestDirectives {
+    no_cache: bool,
+    no_store: bool,
+    only_if_cached: bool,
+    max_age: Option<Duration>,
+    min_fresh: Option<Duration>,
+    /// `Some(None)`: any staleness; `Some(Some(d))`: at most `d`.
+    max_stale: Option<Option<Duration>>,
+}
+
+impl RequestDirectives {
+    fn parse(req: &RequestHeader) -> RequestDirectives {
+        let pragma_no_cache = req
+            .headers
+            .get_all(header::PRAGMA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("no-cache"));
+        let Some(cc) = CacheControl::from_req_headers(req) else {
+            return RequestDirectives {
+                no_cache: pragma_no_cache,
+                ..RequestDirectives::default()
+            };
+        };
+        let secs =
+            |name: &str| -> Option<Option<Duration>> {
+                let value = cc.directives.get(
+                    &pingora_cache::cache_control::DirectiveKey::from_lowercase(name),
+                )?;
+                Some(
+                    value
+                        .as_ref()
+                        .and_then(|v| v.parse_as_delta_seconds().ok())
+                        .map(|s| Duration::from_secs(u64::from(s))),
+                )
+            };
+        RequestDirectives {
+            no_cache: cc.no_cache() || pragma_no_cache,
+            no_store: cc.no_store(),
+            only_if_cached: cc.only_if_cached(),
+            max_age: secs("max-age").flatten(),
+            min_fresh: secs("min-fresh").flatten(),
+            max_stale: secs("max-stale"),
+        }
+    }
+}
+
+/// Whether the stored response forbids serving it stale (must-revalidate,
+/// proxy-revalidate, s-maxage; RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
+fn must_revalidate(meta: &CacheMeta) -> bool {
+    let resp = meta.response_header();
+    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp))
+        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"))
+}
+
 impl AsideProxy {
     /// Answer `PURGE <url>`: allowed peers only; removes every Vary variant.
     async fn handle_purge(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
@@ -187,7 +248,13 @@ impl AsideProxy {
         let allowed = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .is_some_and(|a| live.config.admin.purge_allow.iter().any(|n| n.contains(a.ip())));
+            .is_some_and(|a| {
+                live.config
+                    .admin
+                    .purge_allow
+                    .iter()
+                    .any(|n| n.contains(a.ip()))
+            });
         if !allowed {
             return respond_json(
                 session,
@@ -204,12 +271,19 @@ impl AsideProxy {
             ..CacheSelector::default()
         };
         let store = self.shared.storage.store();
-        match store.cache_purge(&selector, aside_store::PurgeMode::Hard, false).await {
+        match store
+            .cache_purge(&selector, aside_store::PurgeMode::Hard, false)
+            .await
+        {
             Ok(n) => {
                 crate::metrics::record_purge(n);
                 let status = if n > 0 { 200 } else { 404 };
-                respond_json(session, status, serde_json::json!({"data": {"url": url, "purged": n}}))
-                    .await
+                respond_json(
+                    session,
+                    status,
+                    serde_json::json!({"data": {"url": url, "purged": n}}),
+                )
+                .await
             }
             Err(e) => {
                 tracing::error!(error = %e, "PURGE failed");
@@ -228,12 +302,15 @@ impl AsideProxy {
     async fn invalidate_after_unsafe(&self, session: &Session, resp: &ResponseHeader, ctx: &Ctx) {
         let Ok(route) = ctx.route() else { return };
         let req = session.req_header();
-        let mut urls = vec![route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query())];
+        let mut urls =
+            vec![route.normalized_url(ctx.scheme, &ctx.host, req.uri.path(), req.uri.query())];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(value) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
                 continue;
             };
-            let Ok(uri) = value.parse::<http::Uri>() else { continue };
+            let Ok(uri) = value.parse::<http::Uri>() else {
+                continue;
+            };
             let same_host = uri
                 .authority()
                 .is_none_or(|a| a.as_str().eq_ignore_ascii_case(&ctx.host));
@@ -280,7 +357,11 @@ impl ProxyHttp for AsideProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.shared.live.load_full();
-        ctx.scheme = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() {
+        ctx.scheme = if session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some()
+        {
             "https"
         } else {
             "http"
@@ -298,13 +379,11 @@ impl ProxyHttp for AsideProxy {
         let method = req.method.as_str().to_owned();
         let path = req.uri.path().to_owned();
         let route_host = host.split(':').next().unwrap_or(&host).to_owned();
-        let Some((index, _)) = live
-            .config
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| live.config.route_for(&route_host, &path, &method).is_some_and(|m| std::ptr::eq(m, *r)))
-        else {
+        let Some((index, _)) = live.config.routes.iter().enumerate().find(|(_, r)| {
+            live.config
+                .route_for(&route_host, &path, &method)
+                .is_some_and(|m| std::ptr::eq(m, *r))
+        }) else {
             ctx.live = Some(live);
             respond_json(
                 session,
@@ -377,22 +456,36 @@ impl ProxyHttp for AsideProxy {
         is_fresh: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
+        let now = SystemTime::now();
+        let req = session.req_header();
+        let directives = RequestDirectives::parse(req);
         if !is_fresh {
+            // max-stale (RFC 9111 §5.2.1.2): the client accepts this much staleness,
+            // unless the origin said must-revalidate.
+            let stale_for = now.duration_since(meta.fresh_until()).unwrap_or_default();
+            let allowed = directives
+                .max_stale
+                .is_some_and(|limit| limit.is_none_or(|l| stale_for <= l));
+            if allowed && !must_revalidate(meta) {
+                return Ok(Some(ForcedFreshness::ForceFresh));
+            }
             return Ok(None);
         }
-        // Client asked for validation (RFC 9111 §5.2.1.4, Pragma §5.4).
-        let req = session.req_header();
-        let no_cache = CacheControl::from_req_headers(req).is_some_and(|cc| {
-            cc.no_cache() || cc.max_age().ok().flatten().is_some_and(|a| u64::from(a) < meta.age().as_secs())
-        }) || header_str(req, "pragma").is_some_and(|p| p.contains("no-cache"));
-        if no_cache {
-            return Ok(Some(ForcedFreshness::ForceExpiredServeStale { expired_at: None }));
+        // The client asks for validation (no-cache, Pragma), a younger response
+        // (max-age) or one that stays fresh longer (min-fresh).
+        let remaining = meta.fresh_until().duration_since(now).unwrap_or_default();
+        let too_old = directives.max_age.is_some_and(|max| meta.age() > max);
+        let too_close = directives.min_fresh.is_some_and(|min| remaining < min);
+        if directives.no_cache || too_old || too_close {
+            return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
+                expired_at: None,
+            }));
         }
         // A reload may have shortened the route's TTL: apply it to stored entries.
         let route = ctx.route()?;
         let status = meta.response_header().status.as_u16();
         if let Some(limit) = route.max_fresh_until(meta.created(), status) {
-            if limit < meta.fresh_until() && limit <= SystemTime::now() {
+            if limit < meta.fresh_until() && limit <= now {
                 return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
                     expired_at: Some(limit),
                 }));
@@ -401,13 +494,34 @@ impl ProxyHttp for AsideProxy {
         Ok(None)
     }
 
+    async fn proxy_upstream_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<bool> {
+        // only-if-cached (RFC 9111 §5.2.1.7): nothing usable is stored, so 504.
+        if RequestDirectives::parse(session.req_header()).only_if_cached {
+            respond_json(
+                session,
+                504,
+                serde_json::json!({"error": {"code": "not_cached", "message": "only-if-cached: no stored response"}}),
+            )
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let decision = decide(session.req_header(), resp, ctx.route()?, SystemTime::now());
+        let req = session.req_header();
+        if RequestDirectives::parse(req).no_store {
+            ctx.not_stored = Some("request no-store");
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "request no-store",
+            )));
+        }
+        let decision = decide(req, resp, ctx.route()?, SystemTime::now());
         match decision {
             Ok(meta) => {
                 ctx.stored = true;
@@ -440,7 +554,10 @@ impl ProxyHttp for AsideProxy {
         }
         let mut builder = VarianceBuilder::new();
         for name in &names {
-            let value = req.headers.get(name.as_str()).map_or(&[][..], |v| v.as_bytes());
+            let value = req
+                .headers
+                .get(name.as_str())
+                .map_or(&[][..], |v| v.as_bytes());
             builder.add_value(name, value);
         }
         builder.finalize()
@@ -466,10 +583,9 @@ impl ProxyHttp for AsideProxy {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let live = ctx.live()?.clone();
         let route = ctx.route()?;
-        let upstream = live
-            .upstreams
-            .get(route.upstream)
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream index out of range"))?;
+        let upstream = live.upstreams.get(route.upstream).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream index out of range")
+        })?;
         if let Some(limit) = &upstream.limit {
             let permit = limit.clone().acquire_owned().await.map_err(|e| {
                 Error::because(ErrorType::InternalError, "upstream limiter closed", e)
@@ -500,7 +616,9 @@ impl ProxyHttp for AsideProxy {
                 .to_owned();
             let uri: http::Uri = format!("{}{}", upstream.base_path, pq)
                 .parse()
-                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "bad upstream path", e))?;
+                .map_err(|e| {
+                    Error::because(ErrorType::InvalidHTTPHeader, "bad upstream path", e)
+                })?;
             upstream_request.set_uri(uri);
         }
         ctx.upstream_started = Some(Instant::now());
@@ -519,7 +637,11 @@ impl ProxyHttp for AsideProxy {
             ctx.upstream_time = Some(elapsed);
             if let Ok(route) = ctx.route() {
                 let name = &ctx.live()?.config.upstreams[route.upstream].name;
-                crate::metrics::record_upstream(name, elapsed.as_secs_f64(), upstream_response.status.as_u16() < 500);
+                crate::metrics::record_upstream(
+                    name,
+                    elapsed.as_secs_f64(),
+                    upstream_response.status.as_u16() < 500,
+                );
             }
         }
         Ok(())
@@ -531,18 +653,32 @@ impl ProxyHttp for AsideProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let status = if session.cache.enabled() || !matches!(session.cache.phase(), pingora_cache::CachePhase::Disabled(_)) {
-            CacheStatus::from_phase(session.cache.phase())
-        } else {
-            CacheStatus::Bypass
+        let status = match session.cache.phase() {
+            // Went to the origin as a miss, but the answer was not storable.
+            pingora_cache::CachePhase::Disabled(_) if ctx.not_stored.is_some() => CacheStatus::Miss,
+            phase => CacheStatus::from_phase(phase),
         };
         let now = SystemTime::now();
         let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
             .then(|| session.cache.cache_meta());
         let detail = ctx.bypass.as_deref().or(ctx.not_stored);
         let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
+        if let Some(meta) = meta {
+            // RFC 9111 §4.2.3: Age includes the age the origin reported when we stored it.
+            let age = meta.age() + origin_age(meta.response_header());
+            resp.insert_header(header::AGE, age.as_secs().to_string())?;
+        }
+        if !resp.headers.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not.
+            resp.insert_header(header::DATE, httpdate::fmt_http_date(now))?;
+        }
         resp.insert_header("cache-status", value)?;
         resp.insert_header("x-cache", status.x_cache())?;
+        if session.cache.phase() == pingora_cache::CachePhase::Stale {
+            // Stale served because the origin failed: pingora will not reuse this
+            // connection, so tell the client instead of resetting its next request.
+            resp.insert_header(header::CONNECTION, "close")?;
+        }
         crate::metrics::record_request(status.as_str());
         if session.cache.lock_duration().is_some() {
             crate::metrics::record_coalesced_wait();
@@ -573,7 +709,10 @@ impl ProxyHttp for AsideProxy {
         if code > 0 {
             let (kind, message) = match code {
                 504 => ("upstream_timeout", "the origin did not answer in time"),
-                502 => ("upstream_error", "the origin could not be reached or sent an invalid response"),
+                502 => (
+                    "upstream_error",
+                    "the origin could not be reached or sent an invalid response",
+                ),
                 400 => ("bad_request", "the request could not be read"),
                 _ => ("error", "the request failed"),
             };
@@ -583,15 +722,23 @@ impl ProxyHttp for AsideProxy {
                 let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
                 let _ = resp.insert_header("cache-status", "Aside; fwd=miss; detail=origin-error");
                 let _ = resp.insert_header("x-cache", "MISS");
-                if session.write_response_header(Box::new(resp), false).await.is_ok() {
-                    let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session
+                        .write_response_body(Some(Bytes::from(body)), true)
+                        .await;
                 }
             }
             crate::metrics::record_request("error");
         }
         if let (Some(route), Some(live)) = (ctx.route().ok(), ctx.live.as_ref()) {
             let name = &live.config.upstreams[route.upstream].name;
-            let secs = ctx.upstream_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+            let secs = ctx
+                .upstream_started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64());
             crate::metrics::record_upstream(name, secs, false);
         }
         FailToProxy {
@@ -656,14 +803,24 @@ pub fn decide(
     let origin = OriginFreshness {
         status: resp.status.as_u16(),
         ttl,
-        stale_while_revalidate: cc.as_ref().and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
-        stale_if_error: cc.as_ref().and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
+        stale_while_revalidate: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
+        stale_if_error: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
         no_store: cc.as_ref().is_some_and(|cc| cc.no_store()),
-        private: cc.as_ref().is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
-        no_cache: cc.as_ref().is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
+        private: cc
+            .as_ref()
+            .is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
+        no_cache: cc
+            .as_ref()
+            .is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
         authorized_request: req.headers.contains_key(header::AUTHORIZATION),
         set_cookie: resp.headers.contains_key(header::SET_COOKIE),
-        public_or_s_maxage: cc.as_ref().is_some_and(|cc| cc.allow_caching_authorized_req()),
+        public_or_s_maxage: cc
+            .as_ref()
+            .is_some_and(|cc| cc.allow_caching_authorized_req()),
         size: resp
             .headers
             .get(header::CONTENT_LENGTH)
@@ -686,13 +843,22 @@ pub fn decide(
                 cc.strip_private_headers(&mut stored);
             }
             // Hop-by-hop and per-connection headers never belong in the store.
-            for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+            for name in [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "transfer-encoding",
+                "upgrade",
+            ] {
                 stored.remove_header(name);
             }
             let (swr, sie) = if forbids_stale {
                 (0, 0)
             } else {
-                (clamp_secs(stale_while_revalidate), clamp_secs(stale_if_error))
+                (
+                    clamp_secs(stale_while_revalidate),
+                    clamp_secs(stale_if_error),
+                )
             };
             Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
         }

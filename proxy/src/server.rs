@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_cache::lock::CacheLock;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 
 use aside_policies::Config;
@@ -25,10 +25,13 @@ const LOCK_AGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// Logs go to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // pingora warns once that no header compression dictionary is set: by design
+        // (a dictionary could never change again without making entries unreadable).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_cache::meta=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -42,7 +45,6 @@ pub fn store_config(config: &Config) -> StoreConfig {
         max_value_bytes: config.store.max_value_bytes,
         min_ttl: config.store.min_ttl,
         max_ttl: config.store.max_ttl,
-        ..Limits::default()
     };
     sc
 }
@@ -148,11 +150,20 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
             state: admin_state,
         },
     ));
-    server.add_service(background_service("reloader", Reloader { reload: reload_fn }));
+    server.add_service(background_service(
+        "reloader",
+        Reloader { reload: reload_fn },
+    ));
 
     let listen: Vec<SocketAddr> = config.server.listen.clone();
     tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
-    server.run_forever();
+    server.run(RunArgs::default());
+    // Cache fills are committed lazily: make them durable before exiting.
+    if let Err(e) = rt.block_on(shared.storage.store().flush()) {
+        tracing::warn!(error = %e, "final store flush failed");
+    }
+    tracing::info!("aside stopped");
+    Ok(())
 }
 
 /// The admin API as a pingora background service.

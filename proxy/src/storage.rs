@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -79,13 +79,30 @@ pub fn origin_tags(meta: &CacheMeta) -> Vec<String> {
     tags
 }
 
-/// Seconds a stored entry stays usable past `fresh_until` (the longer of SWR and SIE).
+/// How long an expired entry with a validator (`ETag` / `Last-Modified`) is kept
+/// so that the next request can revalidate it (a 304 instead of a full body).
+const REVALIDATION_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// How long any expired entry is kept, for clients that accept stale responses
+/// (`max-stale`). pingora never serves it stale otherwise: its SWR/SIE windows
+/// are in the meta.
+const STALE_KEEP: Duration = Duration::from_secs(600);
+
+/// When the store may forget an entry: past `fresh_until`, it stays usable for
+/// the longer of SWR and SIE, and for revalidation when it has a validator.
 fn stale_until(meta: &CacheMeta) -> SystemTime {
-    let extra = meta
-        .stale_while_revalidate_sec()
-        .max(meta.stale_if_error_sec());
+    let mut extra = Duration::from_secs(u64::from(
+        meta.stale_while_revalidate_sec()
+            .max(meta.stale_if_error_sec()),
+    ))
+    .max(STALE_KEEP);
+    let headers = meta.headers();
+    if headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
+    {
+        extra = extra.max(REVALIDATION_KEEP);
+    }
     meta.fresh_until()
-        .checked_add(std::time::Duration::from_secs(u64::from(extra)))
+        .checked_add(extra)
         .unwrap_or(meta.fresh_until())
 }
 
@@ -189,7 +206,11 @@ impl Storage for AsideStorage {
         }
     }
 
-    async fn expire(&'static self, target: PurgeTarget<'_>, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
         let hash = target.key().combined_bin();
         match self.store.cache_expire(&hash).await {
             Ok(true) => Ok(PurgeOutcome::Expired),

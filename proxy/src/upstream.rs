@@ -117,10 +117,20 @@ fn load_ca(path: &std::path::Path) -> anyhow::Result<Arc<[WrappedX509]>> {
     for der in certs {
         // WrappedX509::new panics on bad DER: check first.
         x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
-            anyhow::anyhow!("CA file {} holds an invalid certificate: {e}", path.display())
+            anyhow::anyhow!(
+                "CA file {} holds an invalid certificate: {e}",
+                path.display()
+            )
         })?;
-        out.push(WrappedX509::new(der.to_vec(), pingora_core::utils::tls::parse_x509));
+        out.push(WrappedX509::new(
+            der.to_vec(),
+            pingora_core::utils::tls::parse_x509,
+        ));
     }
-    anyhow::ensure!(!out.is_empty(), "CA file {} holds no certificate", path.display());
+    anyhow::ensure!(
+        !out.is_empty(),
+        "CA file {} holds no certificate",
+        path.display()
+    );
     Ok(out.into())
 }

@@ -1,1 +1,148 @@
-fn main() {}
+//! Criterion benches for the targets: hot get, cold get, durable sets with
+//! 64 concurrent writers, cache fills. Run with
+//! `cargo bench -p aside-store --bench store -- --warm-up-time 1 --measurement-time 3`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aside_store::{CacheEntry, SetCondition, Store, StoreConfig};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn open(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir, hot: u64) -> Store {
+    let mut cfg = StoreConfig::new(dir.path().join("bench.redb"));
+    cfg.hot_capacity = hot;
+    rt.block_on(Store::open(cfg)).unwrap()
+}
+
+fn value_1k() -> serde_json::Value {
+    json!("v".repeat(1022)) // 1024 bytes serialized
+}
+
+fn entry(i: u64) -> CacheEntry {
+    let now = std::time::SystemTime::now();
+    let mut hash = [0u8; 16];
+    hash[..8].copy_from_slice(&i.to_le_bytes());
+    CacheEntry {
+        hash,
+        url: format!("http://bench.local/item/{i}"),
+        host: "bench.local".into(),
+        tags: vec![],
+        status: 200,
+        meta_internal: Bytes::from_static(b"meta-internal"),
+        meta_header: Bytes::from_static(b"meta-header"),
+        body: Bytes::from(vec![b'x'; 1024]),
+        stored_at: now,
+        fresh_until: now + Duration::from_secs(3600),
+        stale_until: now + Duration::from_secs(7200),
+        soft_purged: false,
+    }
+}
+
+fn gets(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&rt, &dir, 256 * 1024 * 1024);
+    rt.block_on(store.set("bench/hot", value_1k(), None, SetCondition::Always))
+        .unwrap();
+    c.bench_function("hot_get_1k", |b| {
+        b.to_async(&rt).iter(|| async {
+            let item = store.get("bench/hot").await.unwrap();
+            assert!(item.is_some());
+        })
+    });
+    drop(store);
+
+    // Hot tier of 0 bytes: every get is a cold read (file in the OS page cache).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&rt, &dir, 0);
+    rt.block_on(store.set("bench/cold", value_1k(), None, SetCondition::Always))
+        .unwrap();
+    c.bench_function("cold_get_1k", |b| {
+        b.to_async(&rt).iter(|| async {
+            let item = store.get("bench/cold").await.unwrap();
+            assert!(item.is_some());
+        })
+    });
+}
+
+/// `iters` rounds of `writers` concurrent operations; returns the elapsed time.
+fn concurrent<F, Fut>(rt: &tokio::runtime::Runtime, writers: u64, iters: u64, op: F) -> Duration
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    rt.block_on(async move {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let op = op.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..iters {
+                    op(w, i).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+fn writes(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&rt, &dir, 64 * 1024 * 1024);
+    let mut g = c.benchmark_group("writes");
+    g.throughput(Throughput::Elements(64));
+    g.sample_size(10);
+    let s = store.clone();
+    g.bench_function("durable_set_64_writers", |b| {
+        b.iter_custom(|iters| {
+            let s = s.clone();
+            concurrent(&rt, 64, iters, move |w, i| {
+                let s = s.clone();
+                async move {
+                    s.set(
+                        &format!("w{w}/{}", i % 1000),
+                        json!({"w": w, "i": i}),
+                        None,
+                        SetCondition::Always,
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+    });
+    let s = store.clone();
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    g.bench_function("cache_fill_1k_64_fillers", |b| {
+        b.iter_custom(|iters| {
+            let s = s.clone();
+            let counter = counter.clone();
+            concurrent(&rt, 64, iters, move |_, _| {
+                let s = s.clone();
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    s.cache_fill(entry(n % 200_000)).await.unwrap();
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gets, writes);
+criterion_main!(benches);

@@ -158,7 +158,12 @@ impl Store {
             .hot
             .promote(hkey, HotValue::Cache(entry.clone()), epoch)
             .await;
-        self.shared.touches.lock().push(*hash);
+        let mut touches = self.shared.touches.lock();
+        // Bounded: under a flood of cold hits between two commits, extra touches are
+        // dropped; the LRU order is an approximation anyway.
+        if touches.len() < crate::store::MAX_PENDING_TOUCHES {
+            touches.push(*hash);
+        }
         Ok(Some((entry, Tier::Cold)))
     }
 

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
+/// Most checks + mutations in one `atomic` call: bounds the size of one request's
+/// share of a transaction, so a single request cannot stall the group commit.
+pub const MAX_ATOMIC_OPS: usize = 1000;
+
 /// Input limits enforced on every write, before anything reaches the writer thread.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -16,9 +20,6 @@ pub struct Limits {
     pub min_ttl: Duration,
     /// Longest TTL accepted. Default: 365 days.
     pub max_ttl: Duration,
-    /// Most checks + mutations in one `atomic` call (bounds the size of one
-    /// transaction so a single request cannot stall the group commit). Default: 1000.
-    pub max_atomic_ops: usize,
 }
 
 impl Default for Limits {
@@ -28,7 +29,6 @@ impl Default for Limits {
             max_value_bytes: 1024 * 1024,
             min_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(365 * 24 * 3600),
-            max_atomic_ops: 1000,
         }
     }
 }
@@ -50,9 +50,6 @@ pub struct StoreConfig {
     pub cache_flush_interval: Duration,
     /// redb page cache; kept small because the hot tier is moka's job. Default: 16 MiB.
     pub redb_cache_bytes: usize,
-    /// Capacity of the writer thread's request queue; callers wait (asynchronously)
-    /// when it is full. Default: 4096.
-    pub writer_queue: usize,
 }
 
 impl StoreConfig {
@@ -65,7 +62,6 @@ impl StoreConfig {
             gc_interval: Duration::from_secs(5),
             cache_flush_interval: Duration::from_secs(1),
             redb_cache_bytes: 16 * 1024 * 1024,
-            writer_queue: 4096,
         }
     }
 
@@ -86,9 +82,6 @@ impl StoreConfig {
         }
         if self.cache_flush_interval.is_zero() {
             return Err(bad("cache_flush_interval must be positive"));
-        }
-        if self.writer_queue == 0 {
-            return Err(bad("writer_queue must be positive"));
         }
         Ok(self)
     }

@@ -268,10 +268,10 @@ impl Store {
     ) -> Result<AtomicResult> {
         let limits = &self.shared.limits;
         let count = checks.len() + mutations.len();
-        if count > limits.max_atomic_ops {
+        if count > crate::config::MAX_ATOMIC_OPS {
             return Err(Error::TooManyOperations {
                 count,
-                max: limits.max_atomic_ops,
+                max: crate::config::MAX_ATOMIC_OPS,
             });
         }
         for c in &checks {

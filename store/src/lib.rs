@@ -6,7 +6,9 @@
 //!
 //! A [`Store`] is a cheap handle over shared state. Reads look in the **hot tier**
 //! first (a moka cache bounded in bytes, see `hot`), then in the **cold tier**
-//! (one redb file, see `cold`) through `spawn_blocking`, promoting what they find.
+//! (one redb file, see `cold`) off the tokio workers, promoting what they find:
+//! `block_in_place` on multi-thread runtimes, `spawn_blocking` on current-thread
+//! ones.
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
 //! bounded channel; it applies all queued requests in one redb transaction and
 //! commits once (group commit): fsynced for KV writes and purges, non-durable for
@@ -17,6 +19,21 @@
 //! through an LRU index; counters kept in a meta table make opening O(1).
 //! Time comes from an injectable [`Clock`]; every read checks expiry against it,
 //! so an expired entry is never returned, whatever the GC has done.
+//!
+//! Choices worth knowing:
+//! - listing order is plain byte-lexicographic order of the key (redb's `&str`
+//!   order); prefixes match whole `/`-separated parts;
+//! - cache fills are committed (without fsync) before `cache_fill` returns, so
+//!   cold listings see them at once; an fsynced commit follows within
+//!   `cache_flush_interval`;
+//! - the LRU order of the cold budget is updated on fill, revalidation and cold
+//!   hit (cold hits are noted in memory and written with the next batch); hot
+//!   hits do not touch it, so an entry that lives in the hot tier may age out of
+//!   the cold tier first. Only cache entries are evicted for space: KV items are
+//!   application data and leave only when deleted or expired;
+//! - the cold budget counts stored keys + records, not indexes or free pages;
+//! - GC and budget enforcement run on the writer thread (every `gc_interval`,
+//!   bounded per pass), since they need the single redb write transaction anyway.
 
 mod cache;
 mod catalog;
@@ -35,7 +52,7 @@ mod writer;
 
 pub use cache::{CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary, PurgeMode, Tier};
 pub use clock::{Clock, MockClock, SystemClock};
-pub use config::{Limits, StoreConfig};
+pub use config::{Limits, StoreConfig, MAX_ATOMIC_OPS};
 pub use error::{Error, Result};
 pub use kv::{
     AtomicResult, Check, KvItem, ListPage, ListQuery, Mutation, SetCondition, DEFAULT_LIST_LIMIT,

@@ -51,6 +51,17 @@ impl Meta {
     }
 }
 
+type NameIndex<'t> = Table<'t, (&'static str, &'static str, &'static Hash), ()>;
+
+/// The catalog over the writer's tables.
+pub(crate) type WriteCatalog<'a, 't> = CacheTables<
+    'a,
+    Table<'t, &'static Hash, &'static [u8]>,
+    Table<'t, (&'static str, &'static Hash), ()>,
+    NameIndex<'t>,
+    NameIndex<'t>,
+>;
+
 pub(crate) struct WriteTables<'t> {
     pub(crate) kv: Table<'t, &'static str, &'static [u8]>,
     pub(crate) cache: Table<'t, &'static Hash, &'static [u8]>,
@@ -84,15 +95,7 @@ impl<'t> WriteTables<'t> {
         })
     }
 
-    pub(crate) fn catalog(
-        &self,
-    ) -> CacheTables<
-        '_,
-        Table<'t, &'static Hash, &'static [u8]>,
-        Table<'t, (&'static str, &'static Hash), ()>,
-        Table<'t, (&'static str, &'static str, &'static Hash), ()>,
-        Table<'t, (&'static str, &'static str, &'static Hash), ()>,
-    > {
+    pub(crate) fn catalog(&self) -> WriteCatalog<'_, 't> {
         CacheTables {
             cache: &self.cache,
             url: &self.url,

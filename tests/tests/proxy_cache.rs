@@ -168,7 +168,12 @@ async fn etag_revalidation_refreshes_without_body_transfer() {
     assert_eq!(aside.get("/etag").await.text(), "full 1");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = aside.get("/etag").await;
-    assert_eq!(r.text(), "full 1", "the stored body is reused");
+    assert_eq!(
+        r.text(),
+        "full 1",
+        "the stored body is reused; origin saw {:?}",
+        origin.seen().last().map(|s| s.headers.clone())
+    );
     assert_eq!(r.x_cache(), "REVALIDATED");
     assert_eq!(origin.hits(), 2);
     assert_eq!(
@@ -254,6 +259,7 @@ async fn private_responses_are_never_shared() {
         "/no-store" => Reply::ok(format!("{n}")).header("cache-control", "no-store"),
         "/private" => Reply::ok(format!("{n}")).header("cache-control", "private, max-age=60"),
         "/cookie" => cached(&format!("{n}")).header("set-cookie", "session=abc"),
+        "/auth" => Reply::ok(format!("{n}")).header("cache-control", "max-age=60"),
         _ => cached(&format!("{n}")),
     })
     .await;

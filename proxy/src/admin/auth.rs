@@ -72,8 +72,6 @@ pub fn resolve_token(source: &TokenSource, data_dir: &Path) -> anyhow::Result<St
             non_empty(token, || path.display().to_string())
         }
         TokenSource::Generate => generated_token(data_dir),
-        #[allow(unreachable_patterns)]
-        _ => anyhow::bail!("admin token: unsupported token source"),
     }
 }
 

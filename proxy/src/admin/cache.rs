@@ -31,8 +31,6 @@ impl From<CacheOpError> for ApiError {
             },
             CacheOpError::BadInput(message) => ApiError::bad_request(message),
             CacheOpError::Store(err) => err.into(),
-            #[allow(unreachable_patterns)]
-            other => ApiError::Internal(other.to_string()),
         }
     }
 }

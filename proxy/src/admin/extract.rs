@@ -45,8 +45,19 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
-/// Parse `bytes` as JSON into `T`; errors name the field path (`mutations[1].delta`) and position.
+/// Parse `bytes` as a JSON object into `T`; errors name the field path (`mutations[1].delta`)
+/// and position. Every admin body is an object: the array form serde would also accept for
+/// structs (`[value, ttl]`) is refused.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ApiError::bad_request("empty body: expected a JSON object")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid request body: expected a JSON object",
+            ))
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -124,6 +135,9 @@ mod tests {
         assert!(err.to_string().starts_with("truncated JSON"), "{err}");
         let err = parse_json::<Body>(b"{\"items\": [] } x").unwrap_err();
         assert!(err.to_string().contains("malformed"), "{err}");
+        let err = parse_json::<Body>(b" [[]]").unwrap_err();
+        assert!(err.to_string().contains("JSON object"), "{err}");
+        assert!(parse_json::<Body>(b" \n{\"items\": []}").is_ok());
     }
 
     #[test]

@@ -240,7 +240,10 @@ pub async fn get_item(
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
     if unchanged {
         return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), etag));
     }
@@ -260,7 +263,10 @@ pub async fn get_item(
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
     )
 )]
-pub async fn delete_item(State(state): State<AdminState>, uri: Uri) -> Result<StatusCode, ApiError> {
+pub async fn delete_item(
+    State(state): State<AdminState>,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
     let key = key_from_path(uri.path())?;
     state.store.delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -78,7 +78,10 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Json<Data<Reloade
 pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     let text = crate::metrics::render(&state.store.stats());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
 }

@@ -1,6 +1,11 @@
 //! Integration tests of the engine through its public API (one binary, several modules).
 
 mod basic;
+mod crash;
+mod errors;
+mod model;
+mod restart;
+mod runtimes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,147 @@
+//! From a validated [`Config`] back to the file model and TOML text, every
+//! value explicit: what `Config::to_toml` prints and what round-trip tests
+//! feed back to the validator.
+
+use std::net::SocketAddr;
+
+use crate::config::{Config, TokenSource};
+use crate::duration::format_duration;
+use crate::file::{
+    FileAdmin, FileConfig, FileKey, FileRoute, FileServer, FileStore, FileTls, FileUpstream,
+    OneOrMany,
+};
+use crate::route::{Mode, Route};
+use crate::size::format_size;
+use crate::upstream::{Scheme, Upstream};
+
+/// [`Config::to_toml`].
+pub(crate) fn to_toml(c: &Config) -> String {
+    let file = to_file(c);
+    // Serializing plain strings, numbers, booleans, arrays and tables cannot fail.
+    toml::to_string(&file).unwrap_or_default()
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn many(addrs: &[SocketAddr]) -> OneOrMany {
+    OneOrMany::Many(addrs.iter().map(ToString::to_string).collect())
+}
+
+/// The file model of a validated config, every value explicit.
+pub fn to_file(c: &Config) -> FileConfig {
+    let (token_env, token_file) = match &c.admin.token {
+        TokenSource::Env(v) => (Some(v.clone()), None),
+        TokenSource::File(p) => (None, Some(path_str(p))),
+        TokenSource::Generate => (None, None),
+    };
+    FileConfig {
+        server: FileServer {
+            listen: Some(many(&c.server.listen)),
+            threads: Some(c.server.threads as i64),
+            grace_period: Some(format_duration(c.server.grace_period)),
+            tls: c.server.tls.as_ref().map(|t| FileTls {
+                listen: Some(many(&t.listen)),
+                cert: Some(path_str(&t.cert)),
+                key: Some(path_str(&t.key)),
+            }),
+        },
+        admin: FileAdmin {
+            listen: Some(c.admin.listen.to_string()),
+            token_env,
+            token_file,
+            purge_allow: Some(
+                c.admin
+                    .purge_allow
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        },
+        store: FileStore {
+            path: Some(path_str(&c.store.path)),
+            hot_capacity: Some(format_size(c.store.hot_capacity)),
+            cold_capacity: Some(format_size(c.store.cold_capacity)),
+            max_key_size: Some(format_size(c.store.max_key_bytes as u64)),
+            max_value_size: Some(format_size(c.store.max_value_bytes as u64)),
+            min_ttl: Some(format_duration(c.store.min_ttl)),
+            max_ttl: Some(format_duration(c.store.max_ttl)),
+        },
+        upstreams: c.upstreams.iter().map(upstream_file).collect(),
+        routes: c.routes.iter().map(|r| route_file(c, r)).collect(),
+    }
+}
+
+fn upstream_file(u: &Upstream) -> FileUpstream {
+    let https = u.scheme == Scheme::Https;
+    FileUpstream {
+        name: Some(u.name.clone()),
+        url: Some(format!(
+            "{}://{}:{}{}",
+            u.scheme.as_str(),
+            u.host,
+            u.port,
+            u.base_path
+        )),
+        connect_timeout: Some(format_duration(u.connect_timeout)),
+        read_timeout: Some(format_duration(u.read_timeout)),
+        total_timeout: u.total_timeout.map(format_duration),
+        idle_timeout: Some(format_duration(u.idle_timeout)),
+        sni: https.then(|| u.sni.clone()),
+        verify_cert: https.then_some(u.verify_cert),
+        ca_file: u.ca_file.as_deref().map(path_str),
+        max_concurrent: u
+            .max_concurrent
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        // `$${` is a literal `${`, so expanded values survive a second expansion.
+        headers: u
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.replace("${", "$${")))
+            .collect(),
+    }
+}
+
+fn route_file(c: &Config, r: &Route) -> FileRoute {
+    let p = &r.policy;
+    let clamp = p.mode == Mode::Clamp;
+    FileRoute {
+        name: Some(r.name.clone()),
+        host: Some(r.host.to_string()),
+        path_prefix: Some(r.path_prefix.clone()),
+        methods: r.methods.clone(),
+        upstream: Some(c.upstream(r).name.clone()),
+        cache: Some(p.cache),
+        bypass_headers: Some(p.bypass_headers.clone()),
+        bypass_cookies: Some(p.bypass_cookies.clone()),
+        mode: Some(p.mode.as_str().to_owned()),
+        ttl: p.ttl.map(format_duration),
+        default_ttl: p.default_ttl.map(format_duration),
+        min_ttl: clamp.then(|| format_duration(p.min_ttl)),
+        max_ttl: if clamp {
+            p.max_ttl.map(format_duration)
+        } else {
+            None
+        },
+        stale_while_revalidate: p.stale_while_revalidate.map(format_duration),
+        stale_if_error: p.stale_if_error.map(format_duration),
+        cacheable_statuses: (!p.any_status_with_explicit_freshness)
+            .then(|| p.cacheable_statuses.iter().map(|s| i64::from(*s)).collect()),
+        cache_authorized: Some(p.cache_authorized),
+        set_cookie: Some(p.set_cookie.as_str().to_owned()),
+        tags: Some(p.tags.clone()),
+        max_object_size: Some(format_size(p.max_object_size)),
+        status_ttl: Some(
+            p.status_ttl
+                .iter()
+                .map(|(s, d)| (s.to_string(), format_duration(*d)))
+                .collect(),
+        ),
+        key: Some(FileKey {
+            ignore_query: Some(p.key.ignore_query.clone()),
+            sort_query: Some(p.key.sort_query),
+            headers: Some(p.key.headers.clone()),
+        }),
+    }
+}

@@ -1,0 +1,187 @@
+//! Operating Aside: graceful shutdown, access log, metrics, TLS listener, admin reload.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aside_tests::{eventually, Aside, Origin, Reply};
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_quickly() {
+    let origin = Origin::start(|_, _| Reply::ok("done").delay(Duration::from_millis(700))).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let url = aside.url("/drain");
+    let client = aside.client.clone();
+    let inflight = tokio::spawn(async move { client.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let mut aside = aside;
+    let stopper = tokio::task::spawn_blocking(move || {
+        aside.stop();
+        aside
+    });
+    let resp = inflight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "done");
+    let aside = stopper.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(aside.log().contains("aside stopped"), "{}", aside.log());
+}
+
+#[tokio::test]
+async fn access_log_and_metrics() {
+    let origin = Origin::start(|_, _| Reply::ok("m").header("cache-control", "max-age=60")).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    aside.get("/m").await;
+    aside.get("/m").await;
+
+    let logged = eventually(Duration::from_secs(5), || async {
+        let log = aside.log();
+        log.contains("aside::access") && log.contains("path=/m") && log.contains("cache=\"hit\"")
+    })
+    .await;
+    assert!(logged, "{}", aside.log());
+
+    let metrics = aside
+        .admin("GET", "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "aside_requests_total{cache_status=\"hit\"} 1",
+        "aside_requests_total{cache_status=\"miss\"} 1",
+        "aside_upstream_requests_total{upstream=\"origin\"} 1",
+        "aside_upstream_latency_seconds_bucket{upstream=\"origin\"",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn coalesced_waits_are_counted() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("c")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let a = aside.clone();
+            tokio::spawn(async move { a.get("/co").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    assert_eq!(origin.hits(), 1);
+    let metrics = aside
+        .admin("GET", "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let waits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("aside_cache_lock_waits_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(waits >= 1.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn tls_listener_serves_clients_over_https() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls_port = aside_tests::free_port();
+
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("{n}")).header("cache-control", "max-age=60")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .extra(&format!(
+            "[server.tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ))
+        .start()
+        .await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{tls_port}/secure");
+    let ok = eventually(Duration::from_secs(10), || async {
+        client.get(&url).send().await.is_ok()
+    })
+    .await;
+    assert!(ok, "{}", aside.log());
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    // The https entry is keyed apart from the same path over http.
+    assert_eq!(aside.get("/secure").await.x_cache(), "MISS");
+}
+
+#[tokio::test]
+async fn admin_reload_applies_a_new_route_and_rejects_a_bad_file() {
+    let origin = Origin::start(|_, n| Reply::ok(format!("{n}"))).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    aside.get("/r").await;
+    assert_eq!(
+        aside.get("/r").await.x_cache(),
+        "MISS",
+        "no freshness info: not cached"
+    );
+
+    let good = std::fs::read_to_string(&aside.config_path)
+        .unwrap()
+        .replace(
+            "[[route]]\nupstream = \"origin\"\nmode = \"respect-origin\"",
+            "[[route]]\nupstream = \"origin\"\nmode = \"override\"\nttl = \"1h\"",
+        );
+    std::fs::write(&aside.config_path, &good).unwrap();
+    let resp = aside.admin("POST", "/admin/reload").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    aside.get("/r").await;
+    assert_eq!(aside.get("/r").await.x_cache(), "HIT");
+
+    std::fs::write(&aside.config_path, "[server]\nthreads = \"many\"\n").unwrap();
+    let resp = aside.admin("POST", "/admin/reload").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("threads"),
+        "{body}"
+    );
+    assert_eq!(
+        aside.get("/r").await.x_cache(),
+        "HIT",
+        "old config keeps serving"
+    );
+}
