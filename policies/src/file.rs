@@ -98,7 +98,6 @@ pub struct FileUpstream {
     pub url: Option<String>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
-    pub total_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub sni: Option<String>,
     pub verify_cert: Option<bool>,

@@ -86,7 +86,6 @@ fn upstream_file(u: &Upstream) -> FileUpstream {
         )),
         connect_timeout: Some(format_duration(u.connect_timeout)),
         read_timeout: Some(format_duration(u.read_timeout)),
-        total_timeout: u.total_timeout.map(format_duration),
         idle_timeout: Some(format_duration(u.idle_timeout)),
         sni: https.then(|| u.sni.clone()),
         verify_cert: https.then_some(u.verify_cert),

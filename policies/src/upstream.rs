@@ -59,8 +59,6 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Time allowed between reads of the response. Default: 30s.
     pub read_timeout: Duration,
-    /// Whole-request deadline, if any. Default: none.
-    pub total_timeout: Option<Duration>,
     /// How long an idle keep-alive connection is kept. Default: 60s.
     pub idle_timeout: Duration,
     /// Headers added to every upstream request, `${VAR}` already expanded.
@@ -84,7 +82,6 @@ pub(crate) static UNKNOWN_UPSTREAM: Upstream = Upstream {
     ca_file: None,
     connect_timeout: Duration::from_secs(5),
     read_timeout: Duration::from_secs(30),
-    total_timeout: None,
     idle_timeout: Duration::from_secs(60),
     headers: Vec::new(),
     max_concurrent: None,

@@ -443,7 +443,6 @@ fn upstream(i: usize, f: &FileUpstream, env: Env<'_>) -> Result<Upstream> {
             .unwrap_or(Duration::from_secs(5)),
         read_timeout: positive_duration(&k("read-timeout"), f.read_timeout.as_ref())?
             .unwrap_or(Duration::from_secs(30)),
-        total_timeout: positive_duration(&k("total-timeout"), f.total_timeout.as_ref())?,
         idle_timeout: positive_duration(&k("idle-timeout"), f.idle_timeout.as_ref())?
             .unwrap_or(Duration::from_secs(60)),
         headers,
