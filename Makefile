@@ -22,12 +22,16 @@ check-config:
 	$(CARGO) build -p aside-proxy --bin aside
 	@for f in $(CONFIGS); do $(ASIDE_DEBUG) --check-config $$f || exit 1; done
 
+# `cargo test --no-run` also builds target/debug/aside (the proxy package has
+# integration tests), with the same features as the tests: the config check and
+# the bench smoke run reuse that binary instead of compiling pingora once more.
 test: prereqs
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(MAKE) check-config
+	$(CARGO) test --workspace --no-run
+	@for f in $(CONFIGS); do echo "check-config $$f"; $(ASIDE_DEBUG) --check-config $$f || exit 1; done
 	$(CARGO) test --workspace
-	$(MAKE) bench-smoke
+	ASIDE_BIN=$(ASIDE_DEBUG) bench/run.sh --smoke
 
 bench: prereqs
 	bench/run.sh
