@@ -85,6 +85,8 @@ type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
 pub struct Origin {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// Requests being answered right now, and the most seen at once.
+    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,11 +106,15 @@ impl Origin {
         let addr = listener.local_addr().expect("origin addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (h2, s2) = (hits.clone(), seen.clone());
+        let in_flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let (h2, s2, f2) = (hits.clone(), seen.clone(), in_flight.clone());
         let app = axum::Router::new().fallback(move |req: Request| {
-            let (hits, seen, handler) = (h2.clone(), s2.clone(), handler.clone());
+            let (hits, seen, handler, flight) =
+                (h2.clone(), s2.clone(), handler.clone(), f2.clone());
             async move {
                 let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+                let now = flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+                flight.1.fetch_max(now, Ordering::SeqCst);
                 let s = Seen {
                     method: req.method().to_string(),
                     uri: req.uri().to_string(),
@@ -119,6 +125,7 @@ impl Origin {
                 if !reply.delay.is_zero() {
                     tokio::time::sleep(reply.delay).await;
                 }
+                flight.0.fetch_sub(1, Ordering::SeqCst);
                 let mut resp = Response::new(Body::from(reply.body));
                 *resp.status_mut() = StatusCode::from_u16(reply.status).expect("status");
                 for (k, v) in reply.headers {
@@ -136,6 +143,7 @@ impl Origin {
         Origin {
             addr,
             hits,
+            in_flight,
             seen,
             task,
         }
@@ -154,6 +162,11 @@ impl Origin {
     /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The most requests the origin was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.1.load(Ordering::SeqCst)
     }
 
     /// Requests received so far, in order.

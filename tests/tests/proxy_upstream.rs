@@ -28,6 +28,53 @@ async fn host_is_rewritten_and_configured_headers_are_injected() {
 }
 
 #[tokio::test]
+async fn max_concurrent_caps_requests_to_the_origin() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("{n}")).delay(Duration::from_millis(200))).await;
+    let aside = Arc::new(
+        Aside::builder()
+            .upstream(&origin.url())
+            .upstream_extra("max-concurrent = 2")
+            .start()
+            .await,
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let a = aside.clone();
+            tokio::spawn(async move { a.get(&format!("/k{i}")).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(origin.hits(), 6);
+    assert_eq!(origin.max_in_flight(), 2);
+}
+
+#[tokio::test]
+async fn request_bodies_reach_the_origin() {
+    let origin = Origin::start(|seen, _| {
+        Reply::status(201, "").header(
+            "x-got-length",
+            seen.headers
+                .get("content-length")
+                .map_or("none", |v| v.to_str().unwrap()),
+        )
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let r = aside
+        .client
+        .post(aside.url("/upload"))
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-got-length"], "100000");
+}
+
+#[tokio::test]
 async fn slow_origin_gives_504_and_down_origin_gives_502() {
     let origin = Origin::start(|_, _| Reply::ok("late").delay(Duration::from_secs(5))).await;
     let aside = Aside::builder().upstream(&origin.url()).start().await;
