@@ -47,6 +47,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--keys", type=int, default=1,
+                    help="> 1: uniform random keys over this many (cold-tier path with --hot 8MiB)")
+    ap.add_argument("--hot", default="64MiB", help="Aside's hot-tier capacity")
     opts = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="aside-profile-")
@@ -56,11 +59,18 @@ def main():
         wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}"]
     try:
         origin = bench.Origin(work)
-        aside = ProfiledAside(work, opts.aside, "64MiB", wrapper)
+        aside = ProfiledAside(work, opts.aside, opts.hot, wrapper)
         aside.start(origin.port)
-        path = bench.fixed_path(opts.size)
-        for _ in range(20):
-            bench.check_response(aside, path, opts.size)
+        if opts.keys > 1:
+            paths = [bench.key_path(opts.size, k) for k in range(1, opts.keys + 1)]
+            bench.warm(aside, paths)
+            bench.warm(aside, paths)
+            script, env, path = "keys.lua", {"BENCH_KEYS": opts.keys, "BENCH_SIZE": opts.size}, "/"
+        else:
+            path = bench.fixed_path(opts.size)
+            for _ in range(20):
+                bench.check_response(aside, path, opts.size)
+            script, env = "fixed.lua", {}
         before = origin.total()
         target_pid = aside.proc.pid
         if opts.tool == "callgrind":
@@ -72,7 +82,7 @@ def main():
                                      "-o", os.path.join(work, "perf.data"), "-p", str(target_pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-        r = bench.run_wrk(aside, None, "fixed.lua", {}, opts.seconds, opts.conns, path)
+        r = bench.run_wrk(aside, None, script, env, opts.seconds, opts.conns, path)
         leaked = origin.total() - before
         if opts.tool == "callgrind":
             subprocess.run(["callgrind_control", "-d", str(target_pid)], check=True, capture_output=True)
