@@ -573,19 +573,23 @@ def main():
         "aside_binary": opts.aside, "aside_build": opts.aside_build,
         "pinned": bool(pin(0)), "loadavg_start": loadavg(), "scenarios": [],
     }
+    out = opts.out or os.path.join(work + ".json")
     try:
         origin = Origin(work)
         for sid in ids:
             raw["scenarios"].append(run_scenario(sid, scenarios[sid], opts, work, origin, opts.aside))
+            # Written after every scenario: a run killed half-way keeps what it measured.
+            with open(out, "w") as f:
+                json.dump(raw, f, indent=1)
     finally:
         stop_all()
         if not opts.keep:
-            t0 = time.time()
-            shutil.rmtree(work, ignore_errors=True)
-            log(f"removed scratch dir in {time.time() - t0:.1f}s")
+            # This disk discards on unlink (tens of thousands of cache files take minutes):
+            # remove the scratch dir in the background, detached from this run.
+            subprocess.Popen(["rm", "-rf", work], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     raw["loadavg_end"] = loadavg()
     raw["elapsed_s"] = round((datetime.datetime.now() - started).total_seconds(), 1)
-    out = opts.out or os.path.join(work + ".json")
     with open(out, "w") as f:
         json.dump(raw, f, indent=1)
     log(f"raw results: {out}")

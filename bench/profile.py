@@ -39,6 +39,14 @@ class ProfiledAside(bench.Aside):
         bench.wait_port(self.port, self.proc, self.log, "aside", timeout=120)
 
 
+def ir_total(path):
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--aside", required=True)
@@ -47,20 +55,31 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--keys", type=int, default=1,
+                    help="> 1: uniform random keys over this many (cold-tier path with --hot 8MiB)")
+    ap.add_argument("--hot", default="64MiB", help="Aside's hot-tier capacity")
     opts = ap.parse_args()
+    opts.aside = os.path.abspath(opts.aside)
 
     work = tempfile.mkdtemp(prefix="aside-profile-")
     out = os.path.join(work, "callgrind.out")
     wrapper = []
     if opts.tool == "callgrind":
-        wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}"]
+        wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     try:
         origin = bench.Origin(work)
-        aside = ProfiledAside(work, opts.aside, "64MiB", wrapper)
+        aside = ProfiledAside(work, opts.aside, opts.hot, wrapper)
         aside.start(origin.port)
-        path = bench.fixed_path(opts.size)
-        for _ in range(20):
-            bench.check_response(aside, path, opts.size)
+        if opts.keys > 1:
+            paths = [bench.key_path(opts.size, k) for k in range(1, opts.keys + 1)]
+            bench.warm(aside, paths)
+            bench.warm(aside, paths)
+            script, env, path = "keys.lua", {"BENCH_KEYS": opts.keys, "BENCH_SIZE": opts.size}, "/"
+        else:
+            path = bench.fixed_path(opts.size)
+            for _ in range(20):
+                bench.check_response(aside, path, opts.size)
+            script, env = "fixed.lua", {}
         before = origin.total()
         target_pid = aside.proc.pid
         if opts.tool == "callgrind":
@@ -72,7 +91,7 @@ def main():
                                      "-o", os.path.join(work, "perf.data"), "-p", str(target_pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-        r = bench.run_wrk(aside, None, "fixed.lua", {}, opts.seconds, opts.conns, path)
+        r = bench.run_wrk(aside, None, script, env, opts.seconds, opts.conns, path)
         leaked = origin.total() - before
         if opts.tool == "callgrind":
             subprocess.run(["callgrind_control", "-d", str(target_pid)], check=True, capture_output=True)
@@ -80,17 +99,13 @@ def main():
             aside.stop()
             dumps = sorted(f for f in os.listdir(work) if f.startswith("callgrind.out"))
             files = [os.path.join(work, f) for f in dumps]
-            total_ir = 0
-            for f in files:
-                with open(f) as fh:
-                    for line in fh:
-                        if line.startswith("totals:") or line.startswith("summary:"):
-                            total_ir = max(total_ir, int(line.split()[1]))
+            total_ir = sum(ir_total(f) for f in files)
             print(f"requests {r['requests']} (origin requests during the run: {leaked}), "
                   f"{r['errors']} errors; Ir total {total_ir:,}; "
                   f"Ir per request ~{total_ir // max(1, r['requests']):,}")
+            best = max(files, key=lambda f: ir_total(f))
             for incl in ("no", "yes"):
-                ann = subprocess.run(["callgrind_annotate", f"--inclusive={incl}", "--threshold=100"] + files,
+                ann = subprocess.run(["callgrind_annotate", f"--inclusive={incl}", "--threshold=100", best],
                                      capture_output=True, text=True)
                 with open(os.path.join(work, f"annotate-inclusive-{incl}.txt"), "w") as fh:
                     fh.write(ann.stdout)
