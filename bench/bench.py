@@ -526,6 +526,15 @@ def tool_versions():
             "wrk": first(["wrk", "-v"])}
 
 
+def git_commit():
+    try:
+        out = subprocess.run(["git", "-C", BENCH_DIR, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -570,8 +579,8 @@ def main():
         "date": started.strftime("%Y-%m-%d"), "started": started.isoformat(timespec="seconds"),
         "smoke": opts.smoke, "rounds": opts.rounds, "duration_s": opts.duration,
         "warmup_s": opts.warmup, "machine": machine(), "tools": tool_versions(),
-        "aside_binary": opts.aside, "aside_build": opts.aside_build,
-        "pinned": bool(pin(0)), "loadavg_start": loadavg(), "scenarios": [],
+        "aside_binary": opts.aside, "aside_build": opts.aside_build, "git_commit": git_commit(),
+        "note": os.environ.get("BENCH_NOTE", ""), "pinned": bool(pin(0)), "loadavg_start": loadavg(), "scenarios": [],
     }
     out = opts.out or os.path.join(work + ".json")
     try:

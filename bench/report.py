@@ -84,7 +84,8 @@ def render(raw):
     title = "Aside benchmark" + (" (SMOKE RUN: numbers are not meaningful)" if raw["smoke"] else "")
     lines += [f"# {title}: {raw['date']}, {m['cores']} cores, {m['cpu_model']}", ""]
     lines += [
-        f"- Command: `make bench` (`bench/run.sh`), Aside build: {raw['aside_build']} (`{raw['aside_binary']}`)",
+        f"- Command: `make bench` (`bench/run.sh`), Aside build: {raw['aside_build']} (`{raw['aside_binary']}`)"
+        + (f", commit `{raw['git_commit']}`" if raw.get("git_commit") else ""),
         f"- {raw['rounds']} interleaved round(s) (limit, nginx, Varnish, Aside, limit, ...), "
         f"{raw['duration_s']} s measured per run after {raw['warmup_s']} s unmeasured warm-up; medians over rounds",
         f"- Servers pinned to CPU 0, wrk (1 thread), the storm client and the origin to CPU 1"

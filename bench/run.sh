@@ -41,13 +41,13 @@ $py bench/bench.py --aside "$aside" --aside-build "$build" --out "$raw" "$@" >/d
 
 mkdir -p bench/results
 if [ "$smoke" = 1 ]; then
-  $py bench/report.py "$raw" ${BENCH_NOTE:+--note "$BENCH_NOTE"}
+  $py bench/report.py "$raw"
   echo "bench-smoke: harness OK"
 else
   cores=$(nproc)
   slug=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["machine"]["slug"])' "$raw")
   name="bench/results/$(date +%F)-${cores}c-${slug}"
   cp "$raw" "$name.json"
-  $py bench/report.py "$raw" --out "$name.md" ${BENCH_NOTE:+--note "$BENCH_NOTE"}
+  $py bench/report.py "$raw" --out "$name.md"
   echo "saved $name.md (raw data: $name.json)"
 fi
