@@ -54,7 +54,13 @@ impl Route {
         query: Option<&str>,
         header: &dyn Fn(&str) -> Option<String>,
     ) -> String {
-        let mut key = self.normalized_url(scheme, host, path, query);
+        self.key_from_url(self.normalized_url(scheme, host, path, query), header)
+    }
+
+    /// [`Route::cache_key`] from an already [normalized](Route::normalized_url)
+    /// URL, so a caller that needs both computes the URL once.
+    pub fn key_from_url(&self, url: String, header: &dyn Fn(&str) -> Option<String>) -> String {
+        let mut key = url;
         for name in &self.policy.key.headers {
             key.push('\n');
             key.push_str(name);
@@ -170,9 +176,17 @@ fn hex_val(b: u8) -> Option<u8> {
 
 fn push_component(out: &mut String, text: &str, part: Part) {
     let bytes = text.as_bytes();
+    // Runs of bytes kept as they are are copied in one go (hot path: most URLs
+    // need no escaping at all).
+    let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if b != b'%' && (is_unreserved(b) || is_raw_ok(b, part)) {
+            i += 1;
+            continue;
+        }
+        push_ascii(out, &bytes[run..i]);
         if b == b'%' {
             if let (Some(h), Some(l)) = (
                 bytes.get(i + 1).copied().and_then(hex_val),
@@ -185,16 +199,24 @@ fn push_component(out: &mut String, text: &str, part: Part) {
                     push_escape(out, d);
                 }
                 i += 3;
+                run = i;
                 continue;
             }
             // A lone `%` is data: escape it so it cannot pair with what follows.
             push_escape(out, b);
-        } else if is_unreserved(b) || is_raw_ok(b, part) {
-            out.push(char::from(b));
         } else {
             push_escape(out, b);
         }
         i += 1;
+        run = i;
+    }
+    push_ascii(out, &bytes[run..]);
+}
+
+/// Append bytes known to be ASCII (runs of raw-kept URL bytes).
+fn push_ascii(out: &mut String, run: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(run) {
+        out.push_str(s);
     }
 }
 

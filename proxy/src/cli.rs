@@ -71,7 +71,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    crate::server::init_tracing();
+    let _log_guard = crate::server::init_tracing();
 
     if let Some(path) = &args.check_config {
         return match settings::load(&Source::File(path.clone()), &Overrides::default()) {

@@ -37,6 +37,33 @@ use crate::cache_status::CacheStatus;
 use crate::storage::{AsideStorage, KeyInfo};
 use crate::upstream::UpstreamRuntime;
 
+/// `Cache-Status` (RFC 9211).
+const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+/// `X-Cache`, for people who grep for it.
+const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+
+/// An HTTP date for `now`, formatted once per second per thread.
+fn http_date(now: SystemTime) -> http::HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, http::HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((s, v)) = last.as_ref() {
+            if *s == secs {
+                return v.clone();
+            }
+        }
+        let value = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+        *last = Some((secs, value.clone()));
+        value
+    })
+}
+
 /// How long a request waits on another request's fill of the same key before
 /// going to the origin itself. Finite, so a stuck fill cannot hang clients.
 const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +74,8 @@ pub struct Live {
     pub config: Arc<Config>,
     /// One runtime per `config.upstreams`, same order.
     pub upstreams: Vec<UpstreamRuntime>,
+    /// Each route's tags, shared so that a request's cache key info need not copy them.
+    pub route_tags: Vec<Arc<[String]>>,
 }
 
 impl Live {
@@ -61,7 +90,16 @@ impl Live {
             .cloned()
             .map(UpstreamRuntime::new)
             .collect::<anyhow::Result<_>>()?;
-        Ok(Live { config, upstreams })
+        let route_tags = config
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.policy.tags.as_slice()))
+            .collect();
+        Ok(Live {
+            config,
+            upstreams,
+            route_tags,
+        })
     }
 }
 
@@ -437,14 +475,11 @@ impl ProxyHttp for AsideProxy {
         let route = ctx.route()?;
         let (path, query) = (req.uri.path(), req.uri.query());
         let lookup = |name: &str| header_str(req, name).map(str::to_owned);
-        let primary = route.cache_key(ctx.scheme, &ctx.host, path, query, &lookup);
         let url = route.normalized_url(ctx.scheme, &ctx.host, path, query);
+        let primary = route.key_from_url(url.clone(), &lookup);
+        let route_tags = ctx.live()?.route_tags[ctx.route].clone();
         let mut key = CacheKey::new(primary, "");
-        key.extensions.insert(KeyInfo {
-            url: url.into(),
-            host: ctx.host.as_str().into(),
-            route_tags: route.policy.tags.clone().into(),
-        });
+        key.extensions.insert(KeyInfo { url, route_tags });
         Ok(key)
     }
 
@@ -666,14 +701,14 @@ impl ProxyHttp for AsideProxy {
         if let Some(meta) = meta {
             // RFC 9111 §4.2.3: Age includes the age the origin reported when we stored it.
             let age = meta.age() + origin_age(meta.response_header());
-            resp.insert_header(header::AGE, age.as_secs().to_string())?;
+            resp.insert_header(header::AGE, http::HeaderValue::from(age.as_secs()))?;
         }
         if !resp.headers.contains_key(header::DATE) {
             // RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not.
-            resp.insert_header(header::DATE, httpdate::fmt_http_date(now))?;
+            resp.insert_header(header::DATE, http_date(now))?;
         }
-        resp.insert_header("cache-status", value)?;
-        resp.insert_header("x-cache", status.x_cache())?;
+        resp.insert_header(CACHE_STATUS, value)?;
+        resp.insert_header(X_CACHE, http::HeaderValue::from_static(status.x_cache()))?;
         if session.cache.phase() == pingora_cache::CachePhase::Stale {
             // Stale served because the origin failed: pingora will not reuse this
             // connection, so tell the client instead of resetting its next request.
@@ -762,8 +797,8 @@ impl ProxyHttp for AsideProxy {
             path = %req.uri.path(),
             status,
             cache,
-            upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-            total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_us = ctx.upstream_time.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            total_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             error = e.map(|e| e.to_string()),
         );
     }

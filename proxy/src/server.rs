@@ -22,17 +22,23 @@ use crate::storage::AsideStorage;
 /// How long a cache fill may hold the per-key lock before others stop waiting on it.
 const LOCK_AGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Logs go to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_tracing() {
+/// Logs go to stderr through a background writer thread, so a request never
+/// waits on a `write(2)` for its access-log line (lines are dropped, not
+/// queued without bound, if stderr cannot keep up). `RUST_LOG` filters
+/// (default `info`). Keep the returned guard until the end of `main`: dropping
+/// it flushes the last lines.
+pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // pingora warns once that no header compression dictionary is set: by design
         // (a dictionary could never change again without making entries unreadable).
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_cache::meta=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    guard
 }
 
 /// The store settings of a config, in the store's terms.

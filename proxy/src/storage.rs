@@ -25,33 +25,115 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, OkOrErr, Result};
+use pingora_http::ResponseHeader;
 
 use aside_store::{CacheEntry, Store, Tier};
 
 /// What the proxy knows about a request's cache entry beyond its hash.
 ///
 /// Stored in `CacheKey::extensions` so that `get_miss_handler` can record the
-/// readable URL (for prefix listing and URL purges), the host and the route's tags.
+/// readable URL (for prefix listing and URL purges), the host and the route's
+/// tags. Built on every request, so it holds nothing that costs more than the
+/// URL itself.
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
     /// Normalized URL (`http://host/path?query`), shared by all Vary variants.
-    pub url: Arc<str>,
-    /// Lowercase `host[:port]` for host purges.
-    pub host: Arc<str>,
-    /// Tags configured on the route; the origin's `Cache-Tag`/`Surrogate-Key` are added on fill.
+    pub url: String,
+    /// Tags configured on the route (shared); the origin's `Cache-Tag` /
+    /// `Surrogate-Key` are added on fill.
     pub route_tags: Arc<[String]>,
+}
+
+/// The `host[:port]` of a normalized URL (`scheme://host/...`).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 /// The pingora storage backend. One per process, leaked to get the `'static`
 /// lifetime pingora requires.
 pub struct AsideStorage {
     store: Store,
+    /// Decoded metas of recently hit entries. pingora's `CacheMeta::deserialize`
+    /// zstd-decompresses and re-parses the response header on every call, the
+    /// largest cost of a hit; entries that need no more than `CacheMeta::new`
+    /// to rebuild are decoded once and rebuilt from here.
+    decoded: moka::sync::Cache<[u8; 16], Arc<Decoded>>,
+}
+
+/// What `CacheMeta::new` needs to rebuild a meta without decoding its blobs.
+struct Decoded {
+    /// The blobs it came from: used only while the entry still holds these
+    /// (an update or refill changes them).
+    internal: Bytes,
+    header: Bytes,
+    fresh_until: SystemTime,
+    created: SystemTime,
+    swr: u32,
+    sie: u32,
+    response: ResponseHeader,
+}
+
+/// Memory the decoded-meta cache may use.
+const DECODED_CAPACITY: u64 = 16 << 20;
+
+impl Decoded {
+    /// `Some` when `CacheMeta::new` rebuilds `meta` exactly: never revalidated
+    /// (updated == provenance == created), no Vary variance, no epoch override.
+    fn of(meta: &CacheMeta, internal: &Bytes, header: &Bytes) -> Option<Decoded> {
+        let created = meta.created();
+        let plain = meta.updated() == created
+            && meta.provenance() == created
+            && meta.variance().is_none()
+            && meta.epoch_override().is_none();
+        plain.then(|| Decoded {
+            internal: internal.clone(),
+            header: header.clone(),
+            fresh_until: meta.fresh_until(),
+            created,
+            swr: meta.stale_while_revalidate_sec(),
+            sie: meta.stale_if_error_sec(),
+            response: meta.response_header_copy(),
+        })
+    }
+
+    fn weight(&self) -> u32 {
+        u32::try_from(self.header.len() * 4 + 512).unwrap_or(u32::MAX)
+    }
+
+    fn rebuild(&self) -> CacheMeta {
+        CacheMeta::new(
+            self.fresh_until,
+            self.created,
+            self.swr,
+            self.sie,
+            self.response.clone(),
+        )
+    }
 }
 
 impl AsideStorage {
     /// Leak a storage over `store`; pingora needs `&'static`.
     pub fn leak(store: Store) -> &'static AsideStorage {
-        Box::leak(Box::new(AsideStorage { store }))
+        let decoded = moka::sync::Cache::builder()
+            .max_capacity(DECODED_CAPACITY)
+            .weigher(|_: &[u8; 16], d: &Arc<Decoded>| d.weight())
+            .build();
+        Box::leak(Box::new(AsideStorage { store, decoded }))
+    }
+
+    /// The entry's meta, from the decoded cache when it still matches the blobs.
+    fn meta_of(&self, entry: &CacheEntry) -> Result<CacheMeta> {
+        if let Some(d) = self.decoded.get(&entry.hash) {
+            if d.internal == entry.meta_internal && d.header == entry.meta_header {
+                return Ok(d.rebuild());
+            }
+        }
+        let meta = CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header)?;
+        if let Some(d) = Decoded::of(&meta, &entry.meta_internal, &entry.meta_header) {
+            self.decoded.insert(entry.hash, Arc::new(d));
+        }
+        Ok(meta)
     }
 
     /// The store behind this storage.
@@ -129,7 +211,7 @@ impl Storage for AsideStorage {
         let Some((entry, tier)) = found else {
             return Ok(None);
         };
-        let mut meta = match CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header) {
+        let mut meta = match self.meta_of(&entry) {
             Ok(meta) => meta,
             Err(e) => {
                 // An undecodable entry is useless: drop it so the next request refills it.
@@ -176,8 +258,8 @@ impl Storage for AsideStorage {
             store: self.store.clone(),
             entry: Some(CacheEntry {
                 hash: key.combined_bin(),
-                url: info.url.to_string(),
-                host: info.host.to_string(),
+                host: url_host(&info.url).to_owned(),
+                url: info.url,
                 tags,
                 status: meta.response_header().status.as_u16(),
                 meta_internal: Bytes::from(meta_internal),
@@ -334,4 +416,48 @@ impl HandleMiss for AsideMiss {
 /// The tier a hit came from, recorded in the meta's extensions for headers and logs.
 pub fn hit_tier(meta: &CacheMeta) -> Option<Tier> {
     meta.extensions().get::<Tier>().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> CacheMeta {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("cache-control", "max-age=60").unwrap();
+        header.insert_header("etag", "\"x\"").unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, header)
+    }
+
+    #[test]
+    fn rebuilt_meta_serializes_exactly_like_the_original() {
+        let m = meta();
+        let (internal, header) = m.serialize().unwrap();
+        let (internal, header) = (Bytes::from(internal), Bytes::from(header));
+        let d = Decoded::of(&m, &internal, &header).expect("plain meta is eligible");
+        let (i2, h2) = d.rebuild().serialize().unwrap();
+        assert_eq!(Bytes::from(i2), internal);
+        assert_eq!(Bytes::from(h2), header);
+    }
+
+    #[test]
+    fn revalidated_or_varied_metas_are_decoded_every_time() {
+        let mut revalidated = meta();
+        revalidated.update_freshness(SystemTime::now() + Duration::from_secs(60), 0, 0);
+        let (i, h) = revalidated.serialize().unwrap();
+        assert!(Decoded::of(&revalidated, &Bytes::from(i), &Bytes::from(h)).is_none());
+
+        let mut varied = meta();
+        varied.set_variance([7; 16]);
+        let (i, h) = varied.serialize().unwrap();
+        assert!(Decoded::of(&varied, &Bytes::from(i), &Bytes::from(h)).is_none());
+    }
+
+    #[test]
+    fn host_of_normalized_urls() {
+        assert_eq!(url_host("http://a.example:8080/x?y"), "a.example:8080");
+        assert_eq!(url_host("https://b.example?q"), "b.example");
+        assert_eq!(url_host("http://c.example"), "c.example");
+    }
 }
