@@ -4,12 +4,13 @@
 //! Tables (all in one redb file):
 //! - `kv`        key -> [version u64][expires_at nanos u64, 0 = never][JSON]
 //! - `cache`     hash -> cache record (see [`encode_cache`])
-//! - `cache_url` (url, hash) -> ()       ordered listing / purge by url or url prefix
+//! - `cache_url` (url, hash) -> access stamp  ordered listing / purge by url or
+//!   url prefix; the stamp locates the entry's `lru` row (no separate table, so a
+//!   fill writes one B-tree fewer)
 //! - `cache_host`(host, url, hash) -> () listing / purge by host, ordered by url
 //! - `cache_tag` (tag, url, hash) -> ()  listing / purge by tag, ordered by url
 //! - `expiry`    (deadline secs rounded up, kind, key) -> ()  GC without full scans
 //! - `lru`       (access stamp, hash) -> ()  cold budget eviction order
-//! - `access`    hash -> access stamp    finds the `lru` row to move on a touch
 //! - `meta`      name -> u64             version counter and byte/entry counters,
 //!   so that opening never scans the file.
 
@@ -26,21 +27,26 @@ pub(crate) type Hash = [u8; 16];
 
 pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 pub(crate) const CACHE: TableDefinition<&Hash, &[u8]> = TableDefinition::new("cache");
-pub(crate) const CACHE_URL: TableDefinition<(&str, &Hash), ()> = TableDefinition::new("cache_url");
+pub(crate) const CACHE_URL: TableDefinition<(&str, &Hash), u64> = TableDefinition::new("cache_url");
 pub(crate) const CACHE_HOST: TableDefinition<(&str, &str, &Hash), ()> =
     TableDefinition::new("cache_host");
 pub(crate) const CACHE_TAG: TableDefinition<(&str, &str, &Hash), ()> =
     TableDefinition::new("cache_tag");
 pub(crate) const EXPIRY: TableDefinition<(u64, u8, &[u8]), ()> = TableDefinition::new("expiry");
 pub(crate) const LRU: TableDefinition<(u64, &Hash), ()> = TableDefinition::new("lru");
-pub(crate) const ACCESS: TableDefinition<&Hash, u64> = TableDefinition::new("access");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// `kind` column of the expiry index.
 pub(crate) const KIND_KV: u8 = 0;
 pub(crate) const KIND_CACHE: u8 = 1;
 
+/// Version of the file layout, kept in the meta table (`META_FORMAT`). Bumped on
+/// every incompatible change; a file with another version is refused at open.
+/// 2: `cache_url` rows carry the LRU stamp (no `access` table).
+pub(crate) const FORMAT_VERSION: u64 = 2;
+
 /// Meta table keys.
+pub(crate) const META_FORMAT: &str = "format_version";
 pub(crate) const META_NEXT_VERSION: &str = "next_version";
 pub(crate) const META_LRU_CLOCK: &str = "lru_clock";
 pub(crate) const META_KV_ENTRIES: &str = "kv_entries";
@@ -178,6 +184,13 @@ pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<
         soft_purged,
     };
     Ok((entry, size))
+}
+
+/// Only the url of a cache record (to find its index rows).
+pub(crate) fn cache_url(bytes: &[u8]) -> Result<String> {
+    let mut r = Reader::new(bytes, "cache");
+    r.take(8 * 3 + 2 + 1)?;
+    r.string()
 }
 
 /// Only the deadline that decides liveness of a cache record.

@@ -107,15 +107,10 @@ pub(crate) fn collect(
             break;
         };
         if !t.cache_delete(&hash, m)? {
-            // Orphan LRU row: remove it so the loop progresses.
-            let stamp = t.access.remove(&hash).ctx("gc")?.map(|g| g.value());
-            if let Some(s) = stamp {
+            // Orphan LRU row (should not happen): remove it so the loop progresses.
+            let first_key = t.lru.first().ctx("gc")?.map(|(k, _)| k.value().0);
+            if let Some(s) = first_key {
                 t.lru.remove((s, &hash)).ctx("gc")?;
-            } else {
-                let first_key = t.lru.first().ctx("gc")?.map(|(k, _)| k.value().0);
-                if let Some(s) = first_key {
-                    t.lru.remove((s, &hash)).ctx("gc")?;
-                }
             }
             continue;
         }

@@ -5,10 +5,12 @@
 //! commits once (group commit): with fsync when the batch holds a KV write or a
 //! purge, without when it holds only cache fills. Non-durable commits are made
 //! durable by an empty fsynced commit within `cache_flush_interval` (redb makes
-//! every earlier non-durable commit durable with the next durable one). Since
-//! fills are committed (non-durably) before `cache_fill` returns, a cold listing
-//! always sees them; only a crash can lose the last interval of fills, and redb's
-//! commit protocol guarantees they are never torn.
+//! every earlier non-durable commit durable with the next durable one). Fills are
+//! not answered at all: `cache_fill` returned when it queued them, leaving the
+//! entry in `pending` for lookups; the writer takes it out once it is committed
+//! and in the hot tier. Batches therefore grow to `MAX_BATCH` under load. Only a
+//! crash can lose the last interval of fills, and redb's commit protocol
+//! guarantees they are never torn.
 //!
 //! Each request's checks are made before it changes anything, so a failed
 //! condition affects only that request. A storage error aborts the whole
@@ -27,12 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::clock::{from_nanos, to_nanos};
 use crate::cold::{self, Ctx, Hash};
 use crate::hot::{HotKey, HotTier, HotValue, KvRecord};
 use crate::kv::{AtomicResult, Check, KvItem, SetCondition};
+use crate::store::PendingFills;
 use crate::tables::{deadline, Meta, WriteTables};
 use crate::{gc, CacheEntry, CacheSelector, Clock, Error, PurgeMode, Result, StoreConfig, Version};
 
@@ -78,9 +81,12 @@ pub(crate) enum Op {
         mutations: Vec<Prepared>,
         reply: Reply<AtomicResult>,
     },
+    /// Not answered: the caller returned once this was queued (see `pending`).
     CacheFill {
         entry: Arc<CacheEntry>,
-        reply: Reply<()>,
+        /// The entry's share of the queued-fill byte budget, released once the
+        /// fill is committed (or failed) and out of `pending`.
+        budget: Option<OwnedSemaphorePermit>,
     },
     CacheUpdateMeta {
         hash: Hash,
@@ -106,6 +112,11 @@ pub(crate) enum Op {
     Flush {
         reply: Reply<()>,
     },
+    /// Answered once every earlier request is committed (non-durably): lets a cold
+    /// read see the fills queued before it.
+    Barrier {
+        reply: Reply<()>,
+    },
     Gc {
         reply: Reply<u64>,
     },
@@ -116,7 +127,7 @@ impl Op {
     fn durable(&self) -> bool {
         !matches!(
             self,
-            Op::CacheFill { .. } | Op::CacheUpdateMeta { .. } | Op::Gc { .. }
+            Op::CacheFill { .. } | Op::CacheUpdateMeta { .. } | Op::Gc { .. } | Op::Barrier { .. }
         )
     }
 
@@ -129,7 +140,9 @@ impl Op {
             | Op::CacheDelete { reply, .. }
             | Op::CacheExpire { reply, .. } => drop(reply.send(Err(e()))),
             Op::Atomic { reply, .. } => drop(reply.send(Err(e()))),
-            Op::CacheFill { reply, .. } | Op::Flush { reply } => drop(reply.send(Err(e()))),
+            Op::Flush { reply } | Op::Barrier { reply } => drop(reply.send(Err(e()))),
+            // Already answered; the caller sees a miss on its next lookup.
+            Op::CacheFill { .. } => {}
             Op::CachePurge { reply, .. } | Op::Gc { reply } => drop(reply.send(Err(e()))),
         }
     }
@@ -196,6 +209,9 @@ pub(crate) struct Writer {
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
     touches: Arc<Mutex<Vec<Hash>>>,
+    /// Fills answered but not yet committed; the writer removes each one after its
+    /// commit (and hot-tier insert) or failure.
+    pending: Arc<Mutex<PendingFills>>,
     /// The committed meta counters; a batch works on a copy and keeps it only
     /// when its commit succeeds.
     meta: Meta,
@@ -218,6 +234,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
         touches: Arc<Mutex<Vec<Hash>>>,
+        pending: Arc<Mutex<PendingFills>>,
         config: &StoreConfig,
     ) -> Result<Writer> {
         let open_err = |reason: String| Error::Open {
@@ -241,6 +258,7 @@ impl Writer {
             clock,
             counters,
             touches,
+            pending,
             meta,
             cold_capacity: config.cold_capacity,
             gc_interval: config.gc_interval,
@@ -302,8 +320,18 @@ impl Writer {
 
     /// Applies a batch in one transaction and answers every request.
     /// Returns whether a GC pass in the batch left work for later.
-    fn commit(&mut self, ops: Vec<Op>, force_durable: bool) -> bool {
+    fn commit(&mut self, mut ops: Vec<Op>, force_durable: bool) -> bool {
         let durable = force_durable || ops.iter().any(Op::durable);
+        // The batch's fills, to take out of `pending` once they are settled, and
+        // their budget, released only then.
+        let mut filled: Vec<Arc<CacheEntry>> = Vec::new();
+        let mut budget: Vec<OwnedSemaphorePermit> = Vec::new();
+        for op in &mut ops {
+            if let Op::CacheFill { entry, budget: b } = op {
+                filled.push(entry.clone());
+                budget.extend(b.take());
+            }
+        }
         let mut ops = ops.into_iter();
         let mut meta = self.meta;
         let mut answers: Vec<Done> = Vec::new();
@@ -363,6 +391,7 @@ impl Writer {
                         }
                     }
                 });
+                self.unpend(&filled);
                 for a in answers {
                     a(None);
                 }
@@ -377,18 +406,38 @@ impl Writer {
                 for op in ops {
                     op.fail(&msg);
                 }
+                if !filled.is_empty() {
+                    tracing::warn!(
+                        lost = filled.len(),
+                        "cache fills lost with the failed batch"
+                    );
+                }
+                self.unpend(&filled);
             }
         }
+        drop(budget);
         gc_more
+    }
+
+    /// Forgets settled fills, unless a newer fill of the same hash replaced them
+    /// in `pending` (that one is still queued).
+    fn unpend(&self, filled: &[Arc<CacheEntry>]) {
+        if filled.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        for e in filled {
+            if pending.get(&e.hash).is_some_and(|p| Arc::ptr_eq(p, e)) {
+                pending.remove(&e.hash);
+            }
+        }
     }
 
     /// Records cold hits in the LRU index (left there by readers).
     fn apply_touches(&mut self, t: &mut WriteTables<'_>, m: &mut Meta) -> Result<()> {
         let touched = std::mem::take(&mut *self.touches.lock());
         for h in touched {
-            if t.cache_exists(&h)? {
-                t.touch(&h, m)?;
-            }
+            t.touch(&h, m)?;
         }
         Ok(())
     }
@@ -453,13 +502,12 @@ impl Writer {
                 let r = self.atomic(t, m, now, checks, mutations, hot)?;
                 answers.push(done(reply, r));
             }
-            Op::CacheFill { entry, reply } => {
+            Op::CacheFill { entry, .. } => {
                 t.cache_put(&entry, m)?;
                 hot.push(HotUpdate::Put(
                     HotKey::Cache(entry.hash),
                     HotValue::Cache(entry),
                 ));
-                answers.push(done(reply, Ok(())));
             }
             Op::CacheUpdateMeta {
                 hash,
@@ -518,7 +566,7 @@ impl Writer {
                 }
                 answers.push(done(reply, Ok(n)));
             }
-            Op::Flush { reply } => answers.push(done(reply, Ok(()))),
+            Op::Flush { reply } | Op::Barrier { reply } => answers.push(done(reply, Ok(()))),
             Op::Gc { reply } => answers.push(done(reply, Ok(0))),
         }
         Ok(())

@@ -380,3 +380,59 @@ async fn cache_update_meta_expire_delete_and_stale_window() {
     assert!(!s.cache_delete(&[9; 16]).await.unwrap());
     assert!(!s.cache_delete(&[9; 16]).await.unwrap());
 }
+
+/// `cache_fill` returns once queued: the fill must still be visible to lookups,
+/// listings and dry runs at once, and a purge queued after it must win (the
+/// writer applies requests in queue order), even with a hot tier that admits
+/// nothing (the fill is then served from the queue, then from the cold tier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_fills_are_seen_at_once_and_never_outlive_a_later_purge() {
+    for hot_capacity in [0, 16 * 1024 * 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config(&dir);
+        cfg.hot_capacity = hot_capacity;
+        let s = aside_store::Store::open(cfg).await.unwrap();
+        let now = s.clock().now();
+        for round in 0..20u8 {
+            for i in 0..50u8 {
+                let mut e = entry(i, &format!("http://q.com/{i}"), "q.com", &["t"], now);
+                e.body = Bytes::from(vec![round; 10]);
+                s.cache_fill(e).await.unwrap();
+                let (got, _) = s.cache_lookup(&[i; 16]).await.unwrap().expect("visible");
+                assert_eq!(got.body[0], round, "the newest fill wins");
+            }
+            let sel = CacheSelector {
+                hosts: vec!["q.com".into()],
+                ..Default::default()
+            };
+            assert_eq!(
+                s.cache_purge(&sel, PurgeMode::Hard, true).await.unwrap(),
+                50
+            );
+            let listed = s
+                .cache_list(&CacheFilter::default(), 1000, None)
+                .await
+                .unwrap();
+            assert_eq!(listed.entries.len(), 50);
+            // Fills queued right before a purge: the purge removes them all.
+            for i in 0..50u8 {
+                s.cache_fill(entry(i, &format!("http://q.com/{i}"), "q.com", &[], now))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(
+                s.cache_purge(&sel, PurgeMode::Hard, false).await.unwrap(),
+                50
+            );
+            for i in 0..50u8 {
+                assert!(s.cache_lookup(&[i; 16]).await.unwrap().is_none(), "{i}");
+            }
+            assert_eq!(s.stats().cold_entries, 0);
+        }
+        // Nothing resurrects later either (after the writer drained everything).
+        s.flush().await.unwrap();
+        for i in 0..50u8 {
+            assert!(s.cache_lookup(&[i; 16]).await.unwrap().is_none());
+        }
+    }
+}
