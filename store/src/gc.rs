@@ -60,10 +60,12 @@ pub(crate) fn collect(
     for (secs, kind, key) in due {
         match kind {
             cold::KIND_KV => {
-                let Ok(k) = std::str::from_utf8(&key) else {
+                // The row holds the stored form of the key.
+                let Some(k) = crate::key::key_from_stored(&key) else {
                     t.expiry.remove((secs, kind, key.as_slice())).ctx("gc")?;
                     continue;
                 };
+                let k = k.as_str();
                 let expired = t.kv_get(k)?.is_some_and(|r| !r.is_live(now_nanos));
                 if expired {
                     t.kv_delete(k, m)?;

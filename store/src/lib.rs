@@ -23,8 +23,10 @@
 //! so an expired entry is never returned, whatever the GC has done.
 //!
 //! Choices worth knowing:
-//! - listing order is plain byte-lexicographic order of the key (redb's `&str`
-//!   order); prefixes match whole `/`-separated parts;
+//! - listing order is by key, part by part: keys compare as sequences of
+//!   `/`-separated parts, each part bytewise ("a/b" < "a-b"). The cold tier
+//!   stores KV keys with `/` as 0x00 (below every byte a key may hold), so redb's
+//!   byte order is that order; prefixes match whole parts;
 //! - `cache_fill` returns once the fill is queued (bounded queue + byte budget:
 //!   it waits for space, it never drops). Lookups see it at once (pending map,
 //!   then hot tier); every later request, purges included, is applied after it

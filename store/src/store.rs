@@ -302,7 +302,7 @@ fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
             let mut meta = txn.open_table(cold::META).ctx("creating table meta")?;
             check_format(&mut meta, &path)?;
             drop(meta);
-            txn.open_table(cold::KV).ctx("creating table kv")?;
+            txn.open_table(cold::KV).ctx("creating table kv_parts")?;
             txn.open_table(cold::CACHE).ctx("creating table cache")?;
             txn.open_table(cold::CACHE_URL)
                 .ctx("creating table cache_url")?;

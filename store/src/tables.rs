@@ -7,6 +7,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::catalog::CacheTables;
 use crate::clock::{secs_ceil, to_nanos};
 use crate::cold::{self, decode_cache, encode_cache, encode_kv, Ctx, Hash, KvRaw};
+use crate::key::stored_key;
 use crate::CacheEntry;
 use crate::Result;
 
@@ -63,7 +64,7 @@ pub(crate) type WriteCatalog<'a, 't> = CacheTables<
 >;
 
 pub(crate) struct WriteTables<'t> {
-    pub(crate) kv: Table<'t, &'static str, &'static [u8]>,
+    pub(crate) kv: Table<'t, &'static [u8], &'static [u8]>,
     pub(crate) cache: Table<'t, &'static Hash, &'static [u8]>,
     pub(crate) url: Table<'t, (&'static str, &'static Hash), u64>,
     pub(crate) host: Table<'t, (&'static str, &'static str, &'static Hash), ()>,
@@ -76,7 +77,7 @@ pub(crate) struct WriteTables<'t> {
 impl<'t> WriteTables<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>> {
         Ok(WriteTables {
-            kv: txn.open_table(cold::KV).ctx("opening table kv")?,
+            kv: txn.open_table(cold::KV).ctx("opening table kv_parts")?,
             cache: txn.open_table(cold::CACHE).ctx("opening table cache")?,
             url: txn
                 .open_table(cold::CACHE_URL)
@@ -133,13 +134,14 @@ impl<'t> WriteTables<'t> {
     ) -> Result<()> {
         self.kv_delete(key, m)?;
         let rec = encode_kv(version, expires_at, json);
+        let stored = stored_key(key);
         self.kv
-            .insert(key, rec.as_slice())
+            .insert(stored.as_slice(), rec.as_slice())
             .ctx("writing a kv item")?;
         if expires_at != 0 {
             let secs = expires_at.div_ceil(1_000_000_000);
             self.expiry
-                .insert((secs, cold::KIND_KV, key.as_bytes()), ())
+                .insert((secs, cold::KIND_KV, stored.as_slice()), ())
                 .ctx("writing the expiry index")?;
         }
         m.kv_entries += 1;
@@ -149,7 +151,12 @@ impl<'t> WriteTables<'t> {
 
     /// Removes the record and its index rows; returns the old record.
     pub(crate) fn kv_delete(&mut self, key: &str, m: &mut Meta) -> Result<Option<KvRaw>> {
-        let old = match self.kv.remove(key).ctx("deleting a kv item")? {
+        let stored = stored_key(key);
+        let old = match self
+            .kv
+            .remove(stored.as_slice())
+            .ctx("deleting a kv item")?
+        {
             Some(g) => {
                 let bytes = g.value();
                 let len = bytes.len();
@@ -163,7 +170,7 @@ impl<'t> WriteTables<'t> {
         if old.expires_at != 0 {
             let secs = old.expires_at.div_ceil(1_000_000_000);
             self.expiry
-                .remove((secs, cold::KIND_KV, key.as_bytes()))
+                .remove((secs, cold::KIND_KV, stored.as_slice()))
                 .ctx("writing the expiry index")?;
         }
         m.kv_entries = m.kv_entries.saturating_sub(1);

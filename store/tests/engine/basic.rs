@@ -140,7 +140,8 @@ async fn list_prefix_pages_and_reverse() {
         .await
         .unwrap();
     let keys: Vec<_> = se.items.iter().map(|i| i.key.as_str()).collect();
-    assert_eq!(keys, ["notes/b", "notes/c/d", "notesx"]);
+    // Part by part, "notes-x" sorts after every "notes/..." key.
+    assert_eq!(keys, ["notes/b", "notes/c/d", "notes-x", "notesx"]);
     assert!(matches!(
         s.list(ListQuery {
             cursor: Some("garbage!".into()),
@@ -149,6 +150,87 @@ async fn list_prefix_pages_and_reverse() {
         .await,
         Err(Error::InvalidCursor)
     ));
+}
+
+/// DESIGN.md: listing is ordered part by part, so "a/b" < "a-b" (part "a" <
+/// "a-b"), where plain byte order would put "a-b" first ('-' < '/').
+#[tokio::test]
+async fn list_orders_keys_part_by_part() {
+    let f = fixture().await;
+    let s = &f.store;
+    let keys = [
+        "a-b", "ab", "a/b", "a", "a/b/c", "a-b/c", "a/b-c", "a/c", "b",
+    ];
+    for k in keys {
+        s.set(k, json!(k), None, SetCondition::Always)
+            .await
+            .unwrap();
+    }
+    let order = [
+        "a", "a/b", "a/b/c", "a/b-c", "a/c", "a-b", "a-b/c", "ab", "b",
+    ];
+    let list = |q: ListQuery| async move {
+        let page = s.list(q).await.unwrap();
+        let keys: Vec<String> = page.items.into_iter().map(|i| i.key).collect();
+        (keys, page.total, page.cursor)
+    };
+    let (all, total, _) = list(ListQuery::default()).await;
+    assert_eq!(all, order);
+    assert_eq!(total, 9);
+    let (rev, _, _) = list(ListQuery {
+        reverse: true,
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(rev, order.iter().rev().copied().collect::<Vec<_>>());
+    // Pages of 2 both ways, through the cursor.
+    for reverse in [false, true] {
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (keys, _, next) = list(ListQuery {
+                limit: 2,
+                cursor,
+                reverse,
+                ..ListQuery::default()
+            })
+            .await;
+            got.extend(keys);
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut expected: Vec<_> = order.to_vec();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(got, expected, "reverse={reverse}");
+    }
+    // start inclusive, end exclusive, in the same order.
+    let (win, total, _) = list(ListQuery {
+        start: Some("a/b".into()),
+        end: Some("a-b/c".into()),
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(win, ["a/b", "a/b/c", "a/b-c", "a/c", "a-b"]);
+    assert_eq!(total, 5);
+    // Prefixes match whole parts, and their window follows part order.
+    let (under_a, _, _) = list(ListQuery {
+        prefix: Some("a".into()),
+        reverse: true,
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(under_a, ["a/c", "a/b-c", "a/b/c", "a/b", "a"]);
+    let (under_ab, _, _) = list(ListQuery {
+        prefix: Some("a-b".into()),
+        start: Some("a-b/a".into()),
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(under_ab, ["a-b/c"]);
 }
 
 #[tokio::test]
