@@ -291,6 +291,15 @@ pub(crate) struct KvListed {
     pub(crate) more: bool,
 }
 
+/// One row of a `kv_parts` range.
+type KvRow<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 /// Lists in stored-key order, i.e. keys compared part by part. Every bound
 /// (prefix, start, end, cursor) is turned into the stored form first, so all
 /// comparisons below are plain byte comparisons of stored forms.
@@ -367,11 +376,7 @@ pub(crate) fn kv_list(
     let mut more = false;
     if !empty {
         let range = table.range::<&[u8]>((plo, phi)).ctx("listing kv items")?;
-        let mut visit = |row: std::result::Result<
-            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-            redb::StorageError,
-        >|
-         -> Result<bool> {
+        let mut visit = |row: KvRow<'_>| -> Result<bool> {
             let (k, v) = row.ctx("listing kv items")?;
             if !matches(k.value(), v.value())? {
                 return Ok(true);
