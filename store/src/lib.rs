@@ -12,9 +12,9 @@
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
 //! bounded channel; it applies all queued requests in one redb transaction and
 //! commits once (group commit): fsynced for KV writes and purges, non-durable for
-//! cache fills (made durable within `cache_flush_interval`). After the commit it
-//! updates the hot tier in commit order and answers each caller through a oneshot
-//! channel, which works from any tokio runtime. Cache fills are the exception:
+//! cache fills (made durable within `cache_flush_interval`). After the commit a
+//! settler thread updates the hot tier in commit order and answers each caller
+//! through a oneshot channel, which works from any tokio runtime. Cache fills are the exception:
 //! they are answered as soon as they are queued, and wait in a `pending` map
 //! (which lookups consult first) until committed. The writer also runs garbage
 //! collection (see `gc`) through an expiry index and enforces the cold byte budget
