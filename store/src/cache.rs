@@ -128,6 +128,19 @@ fn decode_cursor(cursor: &str) -> Result<(String, Hash)> {
     Ok((url, hash))
 }
 
+/// Budget units (bytes) a queued fill holds; capped so that one entry larger
+/// than the whole budget still gets through (alone).
+fn fill_weight(e: &CacheEntry) -> u32 {
+    let bytes = e.body.len()
+        + e.meta_internal.len()
+        + e.meta_header.len()
+        + e.url.len()
+        + e.host.len()
+        + e.tags.iter().map(String::len).sum::<usize>()
+        + 128;
+    u32::try_from(bytes.min(crate::store::MAX_QUEUED_FILL_BYTES)).unwrap_or(u32::MAX)
+}
+
 impl Store {
     /// The entry under `hash` until its `stale_until` (pingora decides fresh vs
     /// stale), from the hot tier or else the cold tier (then promoted).
@@ -136,6 +149,13 @@ impl Store {
     /// `Io` when the file cannot be read.
     pub async fn cache_lookup(&self, hash: &[u8; 16]) -> Result<Option<(Arc<CacheEntry>, Tier)>> {
         let now = self.shared.clock.now();
+        // A queued fill is newer than anything in either tier. The writer removes
+        // it from `pending` only after putting it in the hot tier, so there is no
+        // moment when a returned fill is in neither place.
+        let queued = self.shared.pending.lock().get(hash).cloned();
+        if let Some(e) = queued {
+            return Ok(e.is_live(now).then_some((e, Tier::Hot)));
+        }
         let hkey = HotKey::Cache(*hash);
         if let Some(HotValue::Cache(e)) = self.shared.hot.get(&hkey).await {
             return Ok(e.is_live(now).then_some((e, Tier::Hot)));
@@ -167,15 +187,38 @@ impl Store {
         Ok(Some((entry, Tier::Cold)))
     }
 
-    /// Stores a response in both tiers. Visible to lookups and listings when this
-    /// returns; committed without fsync (made durable within `cache_flush_interval`
-    /// or by [`Store::flush`]); never torn.
+    /// Stores a response in both tiers. Returns once the entry is queued for the
+    /// writer thread (which commits it with the next batch, without fsync): from
+    /// then on `cache_lookup` returns it, and listings and purges see it (they
+    /// are ordered after it). Made durable within `cache_flush_interval` or by
+    /// [`Store::flush`]; a crash may lose the last fills but never tears one.
+    ///
+    /// Backpressure: waits (asynchronously) while the writer's queue is full or
+    /// while `MAX_QUEUED_FILL_BYTES` of fills are queued; never drops a fill.
+    /// A fill whose batch later fails to commit (disk full, I/O error) is lost:
+    /// it is logged, counted in `StoreStats::write_errors`, and the next lookup
+    /// is a miss.
     ///
     /// # Errors
-    /// `Io` when the commit fails.
+    /// `Closed` when the store is shutting down.
     pub async fn cache_fill(&self, entry: CacheEntry) -> Result<()> {
         let entry = Arc::new(entry);
-        self.request(|reply| Op::CacheFill { entry, reply }).await
+        let weight = fill_weight(&entry);
+        let budget = self.shared.fill_budget.clone();
+        let permit = budget
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| Error::Closed)?;
+        let slot = self.shared.tx.reserve().await.map_err(|_| Error::Closed)?;
+        // Under the lock, so that `pending` and the queue agree on the order of
+        // two fills of one hash.
+        let mut pending = self.shared.pending.lock();
+        pending.insert(entry.hash, entry.clone());
+        slot.send(Op::CacheFill {
+            entry,
+            budget: Some(permit),
+        });
+        Ok(())
     }
 
     /// After a 304 revalidation: replaces the meta blobs and deadlines, keeps the
@@ -236,6 +279,8 @@ impl Store {
             n => n.min(crate::kv::MAX_LIST_LIMIT),
         };
         let after = cursor.map(decode_cursor).transpose()?;
+        // Listing reads the cold tier: let the fills already answered reach it.
+        self.settle_fills().await?;
         let filter = filter.clone();
         let now = to_nanos(self.shared.clock.now());
         let (listed, more) = self
@@ -306,6 +351,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<u64> {
         if dry_run {
+            self.settle_fills().await?;
             let selector = selector.clone();
             let now = to_nanos(self.shared.clock.now());
             return self

@@ -30,7 +30,7 @@ pub(crate) struct Listed {
 impl<C, U, H, T> CacheTables<'_, C, U, H, T>
 where
     C: ReadableTable<&'static Hash, &'static [u8]>,
-    U: ReadableTable<(&'static str, &'static Hash), ()>,
+    U: ReadableTable<(&'static str, &'static Hash), u64>,
     H: ReadableTable<(&'static str, &'static str, &'static Hash), ()>,
     T: ReadableTable<(&'static str, &'static str, &'static Hash), ()>,
 {

@@ -2,14 +2,18 @@
 //! queries shared by readers (`spawn_blocking`) and the writer thread.
 //!
 //! Tables (all in one redb file):
-//! - `kv`        key -> [version u64][expires_at nanos u64, 0 = never][JSON]
+//! - `kv_parts`  stored key -> [version u64][expires_at nanos u64, 0 = never][JSON];
+//!   the stored key is the key with `/` as 0x00 (`key::stored_key`), so that the
+//!   table's byte order is the part-by-part order listings promise
 //! - `cache`     hash -> cache record (see [`encode_cache`])
-//! - `cache_url` (url, hash) -> ()       ordered listing / purge by url or url prefix
+//! - `cache_url` (url, hash) -> access stamp  ordered listing / purge by url or
+//!   url prefix; the stamp locates the entry's `lru` row (no separate table, so a
+//!   fill writes one B-tree fewer)
 //! - `cache_host`(host, url, hash) -> () listing / purge by host, ordered by url
 //! - `cache_tag` (tag, url, hash) -> ()  listing / purge by tag, ordered by url
-//! - `expiry`    (deadline secs rounded up, kind, key) -> ()  GC without full scans
+//! - `expiry`    (deadline secs rounded up, kind, stored key or hash) -> ()  GC
+//!   without full scans
 //! - `lru`       (access stamp, hash) -> ()  cold budget eviction order
-//! - `access`    hash -> access stamp    finds the `lru` row to move on a touch
 //! - `meta`      name -> u64             version counter and byte/entry counters,
 //!   so that opening never scans the file.
 
@@ -20,27 +24,34 @@ use bytes::Bytes;
 use redb::{ReadableTable, TableDefinition};
 
 use crate::clock::{from_nanos, to_nanos};
+use crate::key::{key_from_stored, stored_key, stored_matches_prefix, stored_prefix_end};
 use crate::{CacheEntry, Error, Result, Version};
 
 pub(crate) type Hash = [u8; 16];
 
-pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_parts");
 pub(crate) const CACHE: TableDefinition<&Hash, &[u8]> = TableDefinition::new("cache");
-pub(crate) const CACHE_URL: TableDefinition<(&str, &Hash), ()> = TableDefinition::new("cache_url");
+pub(crate) const CACHE_URL: TableDefinition<(&str, &Hash), u64> = TableDefinition::new("cache_url");
 pub(crate) const CACHE_HOST: TableDefinition<(&str, &str, &Hash), ()> =
     TableDefinition::new("cache_host");
 pub(crate) const CACHE_TAG: TableDefinition<(&str, &str, &Hash), ()> =
     TableDefinition::new("cache_tag");
 pub(crate) const EXPIRY: TableDefinition<(u64, u8, &[u8]), ()> = TableDefinition::new("expiry");
 pub(crate) const LRU: TableDefinition<(u64, &Hash), ()> = TableDefinition::new("lru");
-pub(crate) const ACCESS: TableDefinition<&Hash, u64> = TableDefinition::new("access");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// `kind` column of the expiry index.
 pub(crate) const KIND_KV: u8 = 0;
 pub(crate) const KIND_CACHE: u8 = 1;
 
+/// Version of the file layout, kept in the meta table (`META_FORMAT`). Bumped on
+/// every incompatible change; a file with another version is refused at open.
+/// 2: `cache_url` rows carry the LRU stamp (no `access` table).
+/// 3: KV keys stored with `/` as 0x00 in `kv_parts` (part-by-part order).
+pub(crate) const FORMAT_VERSION: u64 = 3;
+
 /// Meta table keys.
+pub(crate) const META_FORMAT: &str = "format_version";
 pub(crate) const META_NEXT_VERSION: &str = "next_version";
 pub(crate) const META_LRU_CLOCK: &str = "lru_clock";
 pub(crate) const META_KV_ENTRIES: &str = "kv_entries";
@@ -180,6 +191,13 @@ pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<
     Ok((entry, size))
 }
 
+/// Only the url of a cache record (to find its index rows).
+pub(crate) fn cache_url(bytes: &[u8]) -> Result<String> {
+    let mut r = Reader::new(bytes, "cache");
+    r.take(8 * 3 + 2 + 1)?;
+    r.string()
+}
+
 /// Only the deadline that decides liveness of a cache record.
 pub(crate) fn cache_stale_until(bytes: &[u8]) -> Result<u64> {
     let mut r = Reader::new(bytes, "cache");
@@ -245,10 +263,13 @@ impl<'a> Reader<'a> {
 // ---------------------------------------------------------------- KV queries
 
 pub(crate) fn kv_get(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     key: &str,
 ) -> Result<Option<KvRaw>> {
-    match table.get(key).ctx("reading a kv item")? {
+    match table
+        .get(stored_key(key).as_slice())
+        .ctx("reading a kv item")?
+    {
         Some(g) => Ok(Some(decode_kv(g.value())?)),
         None => Ok(None),
     }
@@ -270,28 +291,35 @@ pub(crate) struct KvListed {
     pub(crate) more: bool,
 }
 
-/// Upper bound (exclusive) of the keys matching `prefix` part-wise: every match is
-/// `prefix` or `prefix/...`, and `'0'` is the byte right after `'/'`.
-fn prefix_upper(prefix: &str) -> String {
-    format!("{prefix}0")
-}
+/// One row of a `kv_parts` range.
+type KvRow<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
 
+/// Lists in stored-key order, i.e. keys compared part by part. Every bound
+/// (prefix, start, end, cursor) is turned into the stored form first, so all
+/// comparisons below are plain byte comparisons of stored forms.
 pub(crate) fn kv_list(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     plan: &KvListPlan,
     now_nanos: u64,
 ) -> Result<KvListed> {
+    let prefix = plan.prefix.as_deref().map(stored_key);
     // The window [lo, hi) from prefix, start and end, before the cursor.
-    let mut lo: Option<String> = plan.prefix.clone();
-    let mut hi: Option<String> = plan.prefix.as_deref().map(prefix_upper);
-    if let Some(s) = &plan.start {
-        if lo.as_ref().is_none_or(|l| s > l) {
-            lo = Some(s.clone());
+    let mut lo: Option<Vec<u8>> = prefix.clone();
+    let mut hi: Option<Vec<u8>> = prefix.as_deref().map(stored_prefix_end);
+    if let Some(s) = plan.start.as_deref().map(stored_key) {
+        if lo.as_ref().is_none_or(|l| &s > l) {
+            lo = Some(s);
         }
     }
-    if let Some(e) = &plan.end {
-        if hi.as_ref().is_none_or(|h| e < h) {
-            hi = Some(e.clone());
+    if let Some(e) = plan.end.as_deref().map(stored_key) {
+        if hi.as_ref().is_none_or(|h| &e < h) {
+            hi = Some(e);
         }
     }
     if let (Some(l), Some(h)) = (&lo, &hi) {
@@ -303,9 +331,9 @@ pub(crate) fn kv_list(
             });
         }
     }
-    let matches = |k: &str, v: &[u8]| -> Result<bool> {
-        if let Some(p) = &plan.prefix {
-            if !crate::key::matches_prefix(k, p) {
+    let matches = |k: &[u8], v: &[u8]| -> Result<bool> {
+        if let Some(p) = &prefix {
+            if !stored_matches_prefix(k, p) {
                 return Ok(false);
             }
         }
@@ -313,15 +341,15 @@ pub(crate) fn kv_list(
         Ok(exp == 0 || exp > now_nanos)
     };
     let lo_b = match &lo {
-        Some(l) => Bound::Included(l.as_str()),
+        Some(l) => Bound::Included(l.as_slice()),
         None => Bound::Unbounded,
     };
     let hi_b = match &hi {
-        Some(h) => Bound::Excluded(h.as_str()),
+        Some(h) => Bound::Excluded(h.as_slice()),
         None => Bound::Unbounded,
     };
     let mut total = 0u64;
-    for row in table.range::<&str>((lo_b, hi_b)).ctx("listing kv items")? {
+    for row in table.range::<&[u8]>((lo_b, hi_b)).ctx("listing kv items")? {
         let (k, v) = row.ctx("listing kv items")?;
         if matches(k.value(), v.value())? {
             total += 1;
@@ -329,8 +357,9 @@ pub(crate) fn kv_list(
     }
 
     // The page: the window narrowed by the cursor (the last key already returned).
+    let after = plan.after.as_deref().map(stored_key);
     let (mut plo, mut phi) = (lo_b, hi_b);
-    if let Some(after) = plan.after.as_deref() {
+    if let Some(after) = after.as_deref() {
         if plan.reverse {
             if hi.as_deref().is_none_or(|h| after < h) {
                 phi = Bound::Excluded(after);
@@ -346,12 +375,8 @@ pub(crate) fn kv_list(
     let mut items = Vec::new();
     let mut more = false;
     if !empty {
-        let range = table.range::<&str>((plo, phi)).ctx("listing kv items")?;
-        let mut visit = |row: std::result::Result<
-            (redb::AccessGuard<&str>, redb::AccessGuard<&[u8]>),
-            redb::StorageError,
-        >|
-         -> Result<bool> {
+        let range = table.range::<&[u8]>((plo, phi)).ctx("listing kv items")?;
+        let mut visit = |row: KvRow<'_>| -> Result<bool> {
             let (k, v) = row.ctx("listing kv items")?;
             if !matches(k.value(), v.value())? {
                 return Ok(true);
@@ -360,7 +385,10 @@ pub(crate) fn kv_list(
                 more = true;
                 return Ok(false);
             }
-            items.push((k.value().to_string(), decode_kv(v.value())?));
+            let key = key_from_stored(k.value()).ok_or_else(|| Error::Corrupt {
+                what: "kv key (not UTF-8)".into(),
+            })?;
+            items.push((key, decode_kv(v.value())?));
             Ok(true)
         };
         if plan.reverse {

@@ -60,10 +60,12 @@ pub(crate) fn collect(
     for (secs, kind, key) in due {
         match kind {
             cold::KIND_KV => {
-                let Ok(k) = std::str::from_utf8(&key) else {
+                // The row holds the stored form of the key.
+                let Some(k) = crate::key::key_from_stored(&key) else {
                     t.expiry.remove((secs, kind, key.as_slice())).ctx("gc")?;
                     continue;
                 };
+                let k = k.as_str();
                 let expired = t.kv_get(k)?.is_some_and(|r| !r.is_live(now_nanos));
                 if expired {
                     t.kv_delete(k, m)?;
@@ -107,15 +109,10 @@ pub(crate) fn collect(
             break;
         };
         if !t.cache_delete(&hash, m)? {
-            // Orphan LRU row: remove it so the loop progresses.
-            let stamp = t.access.remove(&hash).ctx("gc")?.map(|g| g.value());
-            if let Some(s) = stamp {
+            // Orphan LRU row (should not happen): remove it so the loop progresses.
+            let first_key = t.lru.first().ctx("gc")?.map(|(k, _)| k.value().0);
+            if let Some(s) = first_key {
                 t.lru.remove((s, &hash)).ctx("gc")?;
-            } else {
-                let first_key = t.lru.first().ctx("gc")?.map(|(k, _)| k.value().0);
-                if let Some(s) = first_key {
-                    t.lru.remove((s, &hash)).ctx("gc")?;
-                }
             }
             continue;
         }

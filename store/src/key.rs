@@ -89,7 +89,50 @@ pub(crate) fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
     }
 }
 
+/// Separator of the stored key form: below every byte a key may contain (keys
+/// have no control characters), so the byte order of stored keys is the order of
+/// keys compared part by part.
+const STORED_SEP: u8 = 0x00;
+
+/// The form a KV key is stored under in the cold tier: `/` becomes 0x00. Byte
+/// order of this form = part-by-part order of keys ("a/b" < "a-b" < "ab", since
+/// part "a" < "a-b"). Also used on listing bounds (start, end, cursor), which are
+/// not validated keys: their own NUL bytes would compare like `/`.
+pub(crate) fn stored_key(key: &str) -> Vec<u8> {
+    key.bytes()
+        .map(|b| if b == b'/' { STORED_SEP } else { b })
+        .collect()
+}
+
+/// The key back from its stored form; `None` when the bytes are not UTF-8.
+pub(crate) fn key_from_stored(stored: &[u8]) -> Option<String> {
+    let bytes = stored
+        .iter()
+        .map(|&b| if b == STORED_SEP { b'/' } else { b })
+        .collect();
+    String::from_utf8(bytes).ok()
+}
+
+/// First stored key after every key under the stored `prefix` (whole parts):
+/// matches are the prefix itself or the prefix + separator + more.
+pub(crate) fn stored_prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(STORED_SEP + 1);
+    end
+}
+
+/// Whole-part prefix match on stored forms.
+pub(crate) fn stored_matches_prefix(stored: &[u8], prefix: &[u8]) -> bool {
+    match stored.strip_prefix(prefix) {
+        Some(rest) => rest.first().is_none_or(|&b| b == STORED_SEP),
+        None => false,
+    }
+}
+
 /// Whole-part prefix match: "notes" matches "notes" and "notes/a", not "notesx".
+/// (The store matches stored forms, see [`stored_matches_prefix`]; this is the
+/// reference its tests compare with.)
+#[cfg(test)]
 pub(crate) fn matches_prefix(key: &str, prefix: &str) -> bool {
     match key.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
@@ -147,6 +190,38 @@ mod tests {
         assert!(validate_ttl(Some(Duration::from_secs(1)), &l).is_ok());
         assert!(validate_ttl(Some(Duration::from_millis(999)), &l).is_err());
         assert!(validate_ttl(Some(Duration::from_secs(365 * 86400 + 1)), &l).is_err());
+    }
+
+    /// The order listings follow: parts compared bytewise, shorter part first.
+    fn part_order(a: &str, b: &str) -> std::cmp::Ordering {
+        a.split('/').cmp(b.split('/'))
+    }
+
+    #[test]
+    fn stored_form_orders_part_by_part() {
+        let keys = [
+            "a", "a/b", "a/b/c", "a-b", "a-b/c", "a/b-c", "ab", "b", "b/a", "a/c", "ü", "a/ü", "z",
+            "a.b", "a/b/c/d",
+        ];
+        for a in keys {
+            assert_eq!(key_from_stored(&stored_key(a)).as_deref(), Some(a));
+            for b in keys {
+                assert_eq!(
+                    stored_key(a).cmp(&stored_key(b)),
+                    part_order(a, b),
+                    "{a:?} vs {b:?}"
+                );
+            }
+            for p in ["a", "a/b", "ab", "a-b"] {
+                let (s, sp) = (stored_key(a), stored_key(p));
+                assert_eq!(stored_matches_prefix(&s, &sp), matches_prefix(a, p));
+                let in_range = s >= sp && s < stored_prefix_end(&sp);
+                assert_eq!(in_range, matches_prefix(a, p), "{a:?} under {p:?}");
+            }
+        }
+        // The example of DESIGN.md.
+        assert!(stored_key("a/b") < stored_key("a-b"));
+        assert!("a/b" > "a-b");
     }
 
     #[test]

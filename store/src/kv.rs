@@ -137,7 +137,7 @@ impl Store {
         let k = key.to_string();
         let raw = self
             .read(move |txn| {
-                let table = txn.open_table(cold::KV).ctx("opening table kv")?;
+                let table = txn.open_table(cold::KV).ctx("opening table kv_parts")?;
                 cold::kv_get(&table, &k)
             })
             .await?;
@@ -199,7 +199,10 @@ impl Store {
         .await
     }
 
-    /// Lists live items in key order (byte-lexicographic).
+    /// Lists live items in key order: keys compare as sequences of `/`-separated
+    /// parts, each part bytewise, so "a/b" < "a-b" < "ab" (part "a" < "a-b").
+    /// `start` (inclusive), `end` (exclusive) and the cursor follow the same
+    /// order; `reverse` walks it backwards.
     ///
     /// # Errors
     /// `InvalidCursor`, `Io`.
@@ -220,7 +223,7 @@ impl Store {
         let now = to_nanos(self.shared.clock.now());
         let listed = self
             .read(move |txn| {
-                let table = txn.open_table(cold::KV).ctx("opening table kv")?;
+                let table = txn.open_table(cold::KV).ctx("opening table kv_parts")?;
                 cold::kv_list(&table, &plan, now)
             })
             .await?;

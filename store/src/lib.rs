@@ -12,19 +12,27 @@
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
 //! bounded channel; it applies all queued requests in one redb transaction and
 //! commits once (group commit): fsynced for KV writes and purges, non-durable for
-//! cache fills (made durable within `cache_flush_interval`). After the commit it
-//! updates the hot tier in commit order and answers each caller through a oneshot
-//! channel, which works from any tokio runtime. The writer also runs garbage
+//! cache fills (made durable within `cache_flush_interval`). After the commit a
+//! settler thread updates the hot tier in commit order and answers each caller
+//! through a oneshot channel, which works from any tokio runtime. Cache fills are the exception:
+//! they are answered as soon as they are queued, and wait in a `pending` map
+//! (which lookups consult first) until committed. The writer also runs garbage
 //! collection (see `gc`) through an expiry index and enforces the cold byte budget
 //! through an LRU index; counters kept in a meta table make opening O(1).
 //! Time comes from an injectable [`Clock`]; every read checks expiry against it,
 //! so an expired entry is never returned, whatever the GC has done.
 //!
 //! Choices worth knowing:
-//! - listing order is plain byte-lexicographic order of the key (redb's `&str`
-//!   order); prefixes match whole `/`-separated parts;
-//! - cache fills are committed (without fsync) before `cache_fill` returns, so
-//!   cold listings see them at once; an fsynced commit follows within
+//! - listing order is by key, part by part: keys compare as sequences of
+//!   `/`-separated parts, each part bytewise ("a/b" < "a-b"). The cold tier
+//!   stores KV keys with `/` as 0x00 (below every byte a key may hold), so redb's
+//!   byte order is that order; prefixes match whole parts;
+//! - `cache_fill` returns once the fill is queued (bounded queue + byte budget:
+//!   it waits for space, it never drops). Lookups see it at once (pending map,
+//!   then hot tier); every later request, purges included, is applied after it
+//!   (one queue, applied in order); listings and dry-run purges first wait for
+//!   the queued fills to commit. A fill whose batch fails to commit is lost
+//!   (counted in `write_errors`); an fsynced commit follows within
 //!   `cache_flush_interval`;
 //! - the LRU order of the cold budget is updated on fill, revalidation and cold
 //!   hit (cold hits are noted in memory and written with the next batch); hot

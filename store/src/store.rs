@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::runtime::RuntimeFlavor;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::cold::{self, Ctx, Hash};
 use crate::hot::HotTier;
@@ -18,6 +18,11 @@ use crate::{Clock, Error, Limits, Result, StoreConfig, SystemClock};
 /// Capacity of the writer thread's request queue; callers wait (asynchronously)
 /// when it is full, so a burst of writes cannot grow memory without limit.
 const WRITER_QUEUE: usize = 4096;
+
+/// Bytes of cache fills that may wait in the queue (answered, not yet committed).
+/// Fills return once queued, so without this bound a burst of large bodies could
+/// pile up `WRITER_QUEUE` of them in memory; a fill waits for budget instead.
+pub(crate) const MAX_QUEUED_FILL_BYTES: usize = 64 * 1024 * 1024;
 
 /// Cold hits remembered for the LRU index between two writer commits.
 pub(crate) const MAX_PENDING_TOUCHES: usize = 65_536;
@@ -49,6 +54,14 @@ pub(crate) struct Shared {
     /// Counters the writer publishes after each commit; `stats()` reads them
     /// without touching the file.
     pub(crate) counters: Arc<Counters>,
+    /// Cache fills queued for the writer and not yet committed, so that a lookup
+    /// sees a fill as soon as `cache_fill` returns. Updated together with the
+    /// queue (under this lock) so it agrees with the queue order; the writer
+    /// removes an entry once its fill is committed and in the hot tier (or failed).
+    pub(crate) pending: Arc<Mutex<PendingFills>>,
+    /// Byte budget of queued fills (`MAX_QUEUED_FILL_BYTES`): the backpressure that
+    /// bounds memory when fills come faster than the writer commits them.
+    pub(crate) fill_budget: Arc<Semaphore>,
     /// Cold hits waiting for the writer to record them in the LRU index. A cold
     /// read must not write, so it leaves a note here; the writer drains it lazily.
     pub(crate) touches: Arc<Mutex<Vec<Hash>>>,
@@ -99,6 +112,7 @@ impl Store {
         let hot = HotTier::new(config.hot_capacity, clock.clone());
         let counters = Arc::new(counters);
         let touches = Arc::new(Mutex::new(Vec::new()));
+        let pending = Arc::new(Mutex::new(PendingFills::default()));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer::new(
             db.clone(),
@@ -106,6 +120,7 @@ impl Store {
             clock.clone(),
             counters.clone(),
             touches.clone(),
+            pending.clone(),
             &config,
         )?;
         let handle = std::thread::Builder::new()
@@ -124,6 +139,8 @@ impl Store {
                 clock,
                 limits: config.limits.clone(),
                 counters,
+                pending,
+                fill_budget: Arc::new(Semaphore::new(MAX_QUEUED_FILL_BYTES)),
                 touches,
                 path,
             }),
@@ -195,6 +212,15 @@ impl Store {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    /// Waits until every cache fill queued so far is committed (non-durably), so
+    /// that a cold read (listing, dry-run purge) sees it. Free when none is queued.
+    pub(crate) async fn settle_fills(&self) -> Result<()> {
+        if self.shared.pending.lock().is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| Op::Barrier { reply }).await
+    }
+
     /// Runs a blocking read of the cold tier off the tokio workers.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
@@ -237,6 +263,9 @@ impl Drop for Shared {
     }
 }
 
+/// Queued, uncommitted cache fills by hash (the newest one per hash).
+pub(crate) type PendingFills = std::collections::HashMap<Hash, Arc<crate::CacheEntry>>;
+
 /// Opens the file, creates missing tables and loads the counters from the meta
 /// table (no scan). Never panics on a bad file: redb errors, and in the worst case a
 /// panic inside redb, become `Error::Open` naming the path.
@@ -268,7 +297,12 @@ fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
         let txn = db.begin_write().ctx("initializing tables")?;
         let counters;
         {
-            txn.open_table(cold::KV).ctx("creating table kv")?;
+            // Before any other table: an old layout would fail there with a less
+            // helpful type-mismatch error.
+            let mut meta = txn.open_table(cold::META).ctx("creating table meta")?;
+            check_format(&mut meta, &path)?;
+            drop(meta);
+            txn.open_table(cold::KV).ctx("creating table kv_parts")?;
             txn.open_table(cold::CACHE).ctx("creating table cache")?;
             txn.open_table(cold::CACHE_URL)
                 .ctx("creating table cache_url")?;
@@ -278,13 +312,55 @@ fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
                 .ctx("creating table cache_tag")?;
             txn.open_table(cold::EXPIRY).ctx("creating table expiry")?;
             txn.open_table(cold::LRU).ctx("creating table lru")?;
-            txn.open_table(cold::ACCESS).ctx("creating table access")?;
             let meta = txn.open_table(cold::META).ctx("creating table meta")?;
             counters = Counters::load(&meta)?;
         }
         txn.commit().ctx("initializing tables")?;
         Ok(counters)
     };
-    let counters = init().map_err(|e| open_err(e.to_string()))?;
+    let counters = init().map_err(|e| match e {
+        // Already names the path.
+        Error::Open { .. } => e,
+        e => open_err(e.to_string()),
+    })?;
     Ok((db, counters))
+}
+
+/// Stamps a new file with [`cold::FORMAT_VERSION`]; refuses a file written with
+/// another layout (nothing is deployed with an older one, so there is no
+/// migration: the file is a cache plus KV data the operator must move or delete).
+fn check_format(meta: &mut redb::Table<'_, &'static str, u64>, path: &Path) -> Result<()> {
+    let found = meta
+        .get(cold::META_FORMAT)
+        .ctx("reading meta")?
+        .map(|g| g.value());
+    match found {
+        Some(v) if v == cold::FORMAT_VERSION => Ok(()),
+        Some(v) => Err(format_error(path, v)),
+        None => {
+            // Every commit writes the counters, so a file without them has never
+            // held data: a fresh file (or one created and left empty).
+            let used = meta
+                .get(cold::META_NEXT_VERSION)
+                .ctx("reading meta")?
+                .is_some();
+            if used {
+                return Err(format_error(path, 1));
+            }
+            meta.insert(cold::META_FORMAT, cold::FORMAT_VERSION)
+                .ctx("writing meta")?;
+            Ok(())
+        }
+    }
+}
+
+fn format_error(path: &Path, found: u64) -> Error {
+    Error::Open {
+        path: path.to_path_buf(),
+        reason: format!(
+            "store file format version {found}, this build reads only version {}; \
+             move the file away or delete it (it is recreated empty)",
+            cold::FORMAT_VERSION
+        ),
+    }
 }

@@ -7,6 +7,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::catalog::CacheTables;
 use crate::clock::{secs_ceil, to_nanos};
 use crate::cold::{self, decode_cache, encode_cache, encode_kv, Ctx, Hash, KvRaw};
+use crate::key::stored_key;
 use crate::CacheEntry;
 use crate::Result;
 
@@ -57,27 +58,26 @@ type NameIndex<'t> = Table<'t, (&'static str, &'static str, &'static Hash), ()>;
 pub(crate) type WriteCatalog<'a, 't> = CacheTables<
     'a,
     Table<'t, &'static Hash, &'static [u8]>,
-    Table<'t, (&'static str, &'static Hash), ()>,
+    Table<'t, (&'static str, &'static Hash), u64>,
     NameIndex<'t>,
     NameIndex<'t>,
 >;
 
 pub(crate) struct WriteTables<'t> {
-    pub(crate) kv: Table<'t, &'static str, &'static [u8]>,
+    pub(crate) kv: Table<'t, &'static [u8], &'static [u8]>,
     pub(crate) cache: Table<'t, &'static Hash, &'static [u8]>,
-    pub(crate) url: Table<'t, (&'static str, &'static Hash), ()>,
+    pub(crate) url: Table<'t, (&'static str, &'static Hash), u64>,
     pub(crate) host: Table<'t, (&'static str, &'static str, &'static Hash), ()>,
     pub(crate) tag: Table<'t, (&'static str, &'static str, &'static Hash), ()>,
     pub(crate) expiry: Table<'t, (u64, u8, &'static [u8]), ()>,
     pub(crate) lru: Table<'t, (u64, &'static Hash), ()>,
-    pub(crate) access: Table<'t, &'static Hash, u64>,
     pub(crate) meta: Table<'t, &'static str, u64>,
 }
 
 impl<'t> WriteTables<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>> {
         Ok(WriteTables {
-            kv: txn.open_table(cold::KV).ctx("opening table kv")?,
+            kv: txn.open_table(cold::KV).ctx("opening table kv_parts")?,
             cache: txn.open_table(cold::CACHE).ctx("opening table cache")?,
             url: txn
                 .open_table(cold::CACHE_URL)
@@ -90,7 +90,6 @@ impl<'t> WriteTables<'t> {
                 .ctx("opening table cache_tag")?,
             expiry: txn.open_table(cold::EXPIRY).ctx("opening table expiry")?,
             lru: txn.open_table(cold::LRU).ctx("opening table lru")?,
-            access: txn.open_table(cold::ACCESS).ctx("opening table access")?,
             meta: txn.open_table(cold::META).ctx("opening table meta")?,
         })
     }
@@ -135,13 +134,14 @@ impl<'t> WriteTables<'t> {
     ) -> Result<()> {
         self.kv_delete(key, m)?;
         let rec = encode_kv(version, expires_at, json);
+        let stored = stored_key(key);
         self.kv
-            .insert(key, rec.as_slice())
+            .insert(stored.as_slice(), rec.as_slice())
             .ctx("writing a kv item")?;
         if expires_at != 0 {
             let secs = expires_at.div_ceil(1_000_000_000);
             self.expiry
-                .insert((secs, cold::KIND_KV, key.as_bytes()), ())
+                .insert((secs, cold::KIND_KV, stored.as_slice()), ())
                 .ctx("writing the expiry index")?;
         }
         m.kv_entries += 1;
@@ -151,7 +151,12 @@ impl<'t> WriteTables<'t> {
 
     /// Removes the record and its index rows; returns the old record.
     pub(crate) fn kv_delete(&mut self, key: &str, m: &mut Meta) -> Result<Option<KvRaw>> {
-        let old = match self.kv.remove(key).ctx("deleting a kv item")? {
+        let stored = stored_key(key);
+        let old = match self
+            .kv
+            .remove(stored.as_slice())
+            .ctx("deleting a kv item")?
+        {
             Some(g) => {
                 let bytes = g.value();
                 let len = bytes.len();
@@ -165,7 +170,7 @@ impl<'t> WriteTables<'t> {
         if old.expires_at != 0 {
             let secs = old.expires_at.div_ceil(1_000_000_000);
             self.expiry
-                .remove((secs, cold::KIND_KV, key.as_bytes()))
+                .remove((secs, cold::KIND_KV, stored.as_slice()))
                 .ctx("writing the expiry index")?;
         }
         m.kv_entries = m.kv_entries.saturating_sub(1);
@@ -182,17 +187,38 @@ impl<'t> WriteTables<'t> {
         }
     }
 
-    /// Inserts or replaces an entry with all its index rows, and marks it used.
+    /// Inserts or replaces an entry with all its index rows, and marks it used
+    /// (most recently used end of the LRU index).
+    ///
+    /// One lookup: the record insert returns the old record, whose index rows are
+    /// then dropped. A fill of a new hash writes 5 rows (record, url + stamp, host,
+    /// expiry, lru) plus one per tag.
     pub(crate) fn cache_put(&mut self, e: &CacheEntry, m: &mut Meta) -> Result<()> {
-        self.cache_delete(&e.hash, m)?;
         let rec = encode_cache(e);
         let h = &e.hash;
-        self.cache
+        let old = match self
+            .cache
             .insert(h, rec.as_slice())
-            .ctx("writing a cache entry")?;
+            .ctx("writing a cache entry")?
+        {
+            Some(g) => {
+                let bytes = g.value();
+                Some((decode_cache(*h, bytes, false)?.0, bytes.len()))
+            }
+            None => None,
+        };
+        if let Some((old, len)) = old {
+            self.drop_index_rows(&old)?;
+            m.cache_entries = m.cache_entries.saturating_sub(1);
+            m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+        }
+        m.lru_clock += 1;
         self.url
-            .insert((e.url.as_str(), h), ())
+            .insert((e.url.as_str(), h), m.lru_clock)
             .ctx("writing the url index")?;
+        self.lru
+            .insert((m.lru_clock, h), ())
+            .ctx("writing the lru index")?;
         self.host
             .insert((e.host.as_str(), e.url.as_str(), h), ())
             .ctx("writing the host index")?;
@@ -204,7 +230,6 @@ impl<'t> WriteTables<'t> {
         self.expiry
             .insert((secs_ceil(e.stale_until), cold::KIND_CACHE, &h[..]), ())
             .ctx("writing the expiry index")?;
-        self.touch(h, m)?;
         m.cache_entries += 1;
         m.cache_bytes += (16 + rec.len()) as u64;
         Ok(())
@@ -222,9 +247,25 @@ impl<'t> WriteTables<'t> {
         let Some((e, len)) = old else {
             return Ok(false);
         };
-        self.url
+        self.drop_index_rows(&e)?;
+        m.cache_entries = m.cache_entries.saturating_sub(1);
+        m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+        Ok(true)
+    }
+
+    /// Removes the index rows of a record already taken out of `cache`.
+    fn drop_index_rows(&mut self, e: &CacheEntry) -> Result<()> {
+        let hash = &e.hash;
+        let stamp = self
+            .url
             .remove((e.url.as_str(), hash))
-            .ctx("writing the url index")?;
+            .ctx("writing the url index")?
+            .map(|g| g.value());
+        if let Some(stamp) = stamp {
+            self.lru
+                .remove((stamp, hash))
+                .ctx("writing the lru index")?;
+        }
         self.host
             .remove((e.host.as_str(), e.url.as_str(), hash))
             .ctx("writing the host index")?;
@@ -236,27 +277,20 @@ impl<'t> WriteTables<'t> {
         self.expiry
             .remove((secs_ceil(e.stale_until), cold::KIND_CACHE, &hash[..]))
             .ctx("writing the expiry index")?;
-        let stamp = self
-            .access
-            .remove(hash)
-            .ctx("writing the lru index")?
-            .map(|g| g.value());
-        if let Some(stamp) = stamp {
-            self.lru
-                .remove((stamp, hash))
-                .ctx("writing the lru index")?;
-        }
-        m.cache_entries = m.cache_entries.saturating_sub(1);
-        m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
-        Ok(true)
+        Ok(())
     }
 
-    /// Moves an entry to the most recently used end of the LRU index.
+    /// Moves an existing entry to the most recently used end of the LRU index
+    /// (a cold hit); nothing when the entry is gone.
     pub(crate) fn touch(&mut self, hash: &Hash, m: &mut Meta) -> Result<()> {
+        let url = match self.cache.get(hash).ctx("reading a cache entry")? {
+            Some(g) => cold::cache_url(g.value())?,
+            None => return Ok(()),
+        };
         m.lru_clock += 1;
         let old = self
-            .access
-            .insert(hash, m.lru_clock)
+            .url
+            .insert((url.as_str(), hash), m.lru_clock)
             .ctx("writing the lru index")?
             .map(|g| g.value());
         if let Some(old) = old {
@@ -266,15 +300,6 @@ impl<'t> WriteTables<'t> {
             .insert((m.lru_clock, hash), ())
             .ctx("writing the lru index")?;
         Ok(())
-    }
-
-    /// Whether a cache entry exists (live or not); used before touching.
-    pub(crate) fn cache_exists(&self, hash: &Hash) -> Result<bool> {
-        Ok(self
-            .access
-            .get(hash)
-            .ctx("reading the lru index")?
-            .is_some())
     }
 }
 

@@ -140,7 +140,8 @@ async fn list_prefix_pages_and_reverse() {
         .await
         .unwrap();
     let keys: Vec<_> = se.items.iter().map(|i| i.key.as_str()).collect();
-    assert_eq!(keys, ["notes/b", "notes/c/d", "notesx"]);
+    // Part by part, "notes-x" sorts after every "notes/..." key.
+    assert_eq!(keys, ["notes/b", "notes/c/d", "notes-x", "notesx"]);
     assert!(matches!(
         s.list(ListQuery {
             cursor: Some("garbage!".into()),
@@ -149,6 +150,87 @@ async fn list_prefix_pages_and_reverse() {
         .await,
         Err(Error::InvalidCursor)
     ));
+}
+
+/// DESIGN.md: listing is ordered part by part, so "a/b" < "a-b" (part "a" <
+/// "a-b"), where plain byte order would put "a-b" first ('-' < '/').
+#[tokio::test]
+async fn list_orders_keys_part_by_part() {
+    let f = fixture().await;
+    let s = &f.store;
+    let keys = [
+        "a-b", "ab", "a/b", "a", "a/b/c", "a-b/c", "a/b-c", "a/c", "b",
+    ];
+    for k in keys {
+        s.set(k, json!(k), None, SetCondition::Always)
+            .await
+            .unwrap();
+    }
+    let order = [
+        "a", "a/b", "a/b/c", "a/b-c", "a/c", "a-b", "a-b/c", "ab", "b",
+    ];
+    let list = |q: ListQuery| async move {
+        let page = s.list(q).await.unwrap();
+        let keys: Vec<String> = page.items.into_iter().map(|i| i.key).collect();
+        (keys, page.total, page.cursor)
+    };
+    let (all, total, _) = list(ListQuery::default()).await;
+    assert_eq!(all, order);
+    assert_eq!(total, 9);
+    let (rev, _, _) = list(ListQuery {
+        reverse: true,
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(rev, order.iter().rev().copied().collect::<Vec<_>>());
+    // Pages of 2 both ways, through the cursor.
+    for reverse in [false, true] {
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (keys, _, next) = list(ListQuery {
+                limit: 2,
+                cursor,
+                reverse,
+                ..ListQuery::default()
+            })
+            .await;
+            got.extend(keys);
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut expected: Vec<_> = order.to_vec();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(got, expected, "reverse={reverse}");
+    }
+    // start inclusive, end exclusive, in the same order.
+    let (win, total, _) = list(ListQuery {
+        start: Some("a/b".into()),
+        end: Some("a-b/c".into()),
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(win, ["a/b", "a/b/c", "a/b-c", "a/c", "a-b"]);
+    assert_eq!(total, 5);
+    // Prefixes match whole parts, and their window follows part order.
+    let (under_a, _, _) = list(ListQuery {
+        prefix: Some("a".into()),
+        reverse: true,
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(under_a, ["a/c", "a/b-c", "a/b/c", "a/b", "a"]);
+    let (under_ab, _, _) = list(ListQuery {
+        prefix: Some("a-b".into()),
+        start: Some("a-b/a".into()),
+        ..ListQuery::default()
+    })
+    .await;
+    assert_eq!(under_ab, ["a-b/c"]);
 }
 
 #[tokio::test]
@@ -379,4 +461,60 @@ async fn cache_update_meta_expire_delete_and_stale_window() {
         .unwrap());
     assert!(!s.cache_delete(&[9; 16]).await.unwrap());
     assert!(!s.cache_delete(&[9; 16]).await.unwrap());
+}
+
+/// `cache_fill` returns once queued: the fill must still be visible to lookups,
+/// listings and dry runs at once, and a purge queued after it must win (the
+/// writer applies requests in queue order), even with a hot tier that admits
+/// nothing (the fill is then served from the queue, then from the cold tier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_fills_are_seen_at_once_and_never_outlive_a_later_purge() {
+    for hot_capacity in [0, 16 * 1024 * 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config(&dir);
+        cfg.hot_capacity = hot_capacity;
+        let s = aside_store::Store::open(cfg).await.unwrap();
+        let now = s.clock().now();
+        for round in 0..20u8 {
+            for i in 0..50u8 {
+                let mut e = entry(i, &format!("http://q.com/{i}"), "q.com", &["t"], now);
+                e.body = Bytes::from(vec![round; 10]);
+                s.cache_fill(e).await.unwrap();
+                let (got, _) = s.cache_lookup(&[i; 16]).await.unwrap().expect("visible");
+                assert_eq!(got.body[0], round, "the newest fill wins");
+            }
+            let sel = CacheSelector {
+                hosts: vec!["q.com".into()],
+                ..Default::default()
+            };
+            assert_eq!(
+                s.cache_purge(&sel, PurgeMode::Hard, true).await.unwrap(),
+                50
+            );
+            let listed = s
+                .cache_list(&CacheFilter::default(), 1000, None)
+                .await
+                .unwrap();
+            assert_eq!(listed.entries.len(), 50);
+            // Fills queued right before a purge: the purge removes them all.
+            for i in 0..50u8 {
+                s.cache_fill(entry(i, &format!("http://q.com/{i}"), "q.com", &[], now))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(
+                s.cache_purge(&sel, PurgeMode::Hard, false).await.unwrap(),
+                50
+            );
+            for i in 0..50u8 {
+                assert!(s.cache_lookup(&[i; 16]).await.unwrap().is_none(), "{i}");
+            }
+            assert_eq!(s.stats().cold_entries, 0);
+        }
+        // Nothing resurrects later either (after the writer drained everything).
+        s.flush().await.unwrap();
+        for i in 0..50u8 {
+            assert!(s.cache_lookup(&[i; 16]).await.unwrap().is_none());
+        }
+    }
 }

@@ -253,3 +253,34 @@ async fn bad_versions_and_cursors() {
         Err(Error::InvalidCursor)
     ));
 }
+
+#[tokio::test]
+async fn file_of_an_older_format_is_an_open_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    std::fs::create_dir_all(cfg.path.parent().unwrap()).unwrap();
+    // What a format-1 store leaves: counters in `meta`, no format version.
+    {
+        let db = redb::Database::create(&cfg.path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(def).unwrap();
+            meta.insert("next_version", 7).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let e = Store::open(cfg.clone()).await.err().expect("must fail");
+    assert!(
+        matches!(&e, Error::Open { path, .. } if path == &cfg.path),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains(&cfg.path.display().to_string()), "{msg}");
+    assert!(msg.contains("format version 1"), "{msg}");
+
+    // A fresh file is stamped and reopens.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(Store::open(config(&fresh)).await.unwrap());
+    drop(Store::open(config(&fresh)).await.unwrap());
+}

@@ -13,8 +13,16 @@ use serde_json::{json, Value};
 
 use crate::config;
 
-const KEYS: &[&str] = &["a", "a/b", "a/b/c", "a-b", "ab", "b", "b/a", "c", "a/c"];
-const PREFIXES: &[&str] = &["a", "a/b", "b", "ab", "a/"];
+const KEYS: &[&str] = &[
+    "a", "a/b", "a/b/c", "a-b", "ab", "b", "b/a", "c", "a/c", "a-b/c", "a/b-c",
+];
+const PREFIXES: &[&str] = &["a", "a/b", "b", "ab", "a/", "a-b"];
+
+/// The listing order the store promises: keys compared part by part, each part
+/// bytewise ("a/b" < "a-b", whereas plain byte order puts "a-b" first).
+fn part_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
 
 #[derive(Clone, Debug)]
 enum Cond {
@@ -138,8 +146,8 @@ impl Model {
             .map(|p| p.trim_end_matches('/'))
             .filter(|p| !p.is_empty());
         p.is_none_or(|p| k == p || k.starts_with(&format!("{p}/")))
-            && start.is_none_or(|s| k >= s)
-            && end.is_none_or(|e| k < e)
+            && start.is_none_or(|s| part_order(k, s).is_ge())
+            && end.is_none_or(|e| part_order(k, e).is_lt())
     }
 }
 
@@ -237,6 +245,7 @@ async fn run(ops: Vec<Op>) {
                     })
                     .map(|(k, e)| (k.clone(), e.version))
                     .collect();
+                expected.sort_by(|a, b| part_order(&a.0, &b.0));
                 if reverse {
                     expected.reverse();
                 }
