@@ -123,6 +123,11 @@ async fn stale_if_error_serves_stale_when_origin_is_down_and_502_otherwise() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "v1");
     assert_eq!(r.x_cache(), "STALE");
+    assert_eq!(
+        r.header("connection"),
+        "close",
+        "pingora drops this connection: say so"
+    );
 
     let never = aside.get("/never-stored").await;
     assert_eq!(never.status, 502);

@@ -89,6 +89,12 @@ async fn slow_origin_gives_504_and_down_origin_gives_502() {
         .await;
     let r = down.get("/x").await;
     assert_eq!(r.status, 502);
+    assert_eq!(r.header("connection"), "close");
+    assert_eq!(
+        down.get("/x").await.status,
+        502,
+        "the next request is not reset"
+    );
     assert!(r.header("content-type").starts_with("application/json"));
 }
 

@@ -1,0 +1,193 @@
+//! What to store: the origin response plus the route policy become a
+//! `CacheMeta` (or a reason not to store), and the request's own
+//! `Cache-Control` directives (RFC 9111 §5.2.1) that the proxy hooks apply.
+//! Interpreting Cache-Control is pingora-cache's; this file only feeds its
+//! findings to the policy and pingora.
+
+use std::time::{Duration, SystemTime};
+
+use http::header;
+use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora_cache::CacheMeta;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use aside_policies::{Freshness, OriginFreshness, Route};
+
+/// Origin `Age` header in seconds (RFC 9111 §5.1), 0 when absent or invalid.
+pub(crate) fn origin_age(resp: &ResponseHeader) -> Duration {
+    resp.headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+/// Freshness lifetime from `Expires` relative to `Date` (RFC 9111 §4.2.1).
+fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let expires = pingora_cache::filters::calculate_expires_header_time(resp)?;
+    let date = resp
+        .headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The request's own `Cache-Control` (and `Pragma`) directives (RFC 9111 §5.2.1).
+#[derive(Debug, Default)]
+pub(crate) struct RequestDirectives {
+    pub(crate) no_cache: bool,
+    pub(crate) no_store: bool,
+    pub(crate) only_if_cached: bool,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) min_fresh: Option<Duration>,
+    /// `Some(None)`: any staleness; `Some(Some(d))`: at most `d`.
+    pub(crate) max_stale: Option<Option<Duration>>,
+}
+
+impl RequestDirectives {
+    pub(crate) fn parse(req: &RequestHeader) -> RequestDirectives {
+        let pragma_no_cache = req
+            .headers
+            .get_all(header::PRAGMA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("no-cache"));
+        let Some(cc) = CacheControl::from_req_headers(req) else {
+            return RequestDirectives {
+                no_cache: pragma_no_cache,
+                ..RequestDirectives::default()
+            };
+        };
+        let secs =
+            |name: &str| -> Option<Option<Duration>> {
+                let value = cc.directives.get(
+                    &pingora_cache::cache_control::DirectiveKey::from_lowercase(name),
+                )?;
+                Some(
+                    value
+                        .as_ref()
+                        .and_then(|v| v.parse_as_delta_seconds().ok())
+                        .map(|s| Duration::from_secs(u64::from(s))),
+                )
+            };
+        RequestDirectives {
+            no_cache: cc.no_cache() || pragma_no_cache,
+            no_store: cc.no_store(),
+            only_if_cached: cc.only_if_cached(),
+            max_age: secs("max-age").flatten(),
+            min_fresh: secs("min-fresh").flatten(),
+            max_stale: secs("max-stale"),
+        }
+    }
+}
+
+/// Whether the stored response forbids serving it stale (must-revalidate,
+/// proxy-revalidate, s-maxage; RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
+pub(crate) fn must_revalidate(meta: &CacheMeta) -> bool {
+    let resp = meta.response_header();
+    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp))
+        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"))
+}
+
+/// The operator's storage decision for one origin response: a `CacheMeta` to
+/// store, or the reason not to.
+pub fn decide(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    route: &Route,
+    now: SystemTime,
+) -> std::result::Result<CacheMeta, &'static str> {
+    // Vary: * can never be matched by a later request.
+    let vary_star = resp
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == "*"));
+    if vary_star {
+        return Err("vary-star");
+    }
+    // RFC 9213: CDN-Cache-Control, when present, replaces Cache-Control for us.
+    let cc = CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp));
+    let age = origin_age(resp);
+    let ttl = cc
+        .as_ref()
+        .and_then(|cc| cc.fresh_duration())
+        .or_else(|| expires_lifetime(resp, now))
+        .map(|lifetime| lifetime.saturating_sub(age));
+    let forbids_stale = cc
+        .as_ref()
+        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"));
+    let secs = |d: Option<u32>| d.map(|s| Duration::from_secs(u64::from(s)));
+    let origin = OriginFreshness {
+        status: resp.status.as_u16(),
+        ttl,
+        stale_while_revalidate: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_while_revalidate().ok().flatten())),
+        stale_if_error: cc
+            .as_ref()
+            .and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
+        no_store: cc.as_ref().is_some_and(|cc| cc.no_store()),
+        private: cc
+            .as_ref()
+            .is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
+        no_cache: cc
+            .as_ref()
+            .is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
+        authorized_request: req.headers.contains_key(header::AUTHORIZATION),
+        set_cookie: resp.headers.contains_key(header::SET_COOKIE),
+        public_or_s_maxage: cc
+            .as_ref()
+            .is_some_and(|cc| cc.allow_caching_authorized_req()),
+        size: resp
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    };
+    match route.freshness(&origin, now) {
+        Freshness::DoNotStore { reason } => Err(reason),
+        Freshness::Store {
+            fresh_until,
+            stale_while_revalidate,
+            stale_if_error,
+            strip_set_cookie,
+        } => {
+            let mut stored = resp.clone();
+            if strip_set_cookie {
+                stored.remove_header(&header::SET_COOKIE);
+            }
+            if let Some(cc) = &cc {
+                cc.strip_private_headers(&mut stored);
+            }
+            // Hop-by-hop and per-connection headers never belong in the store.
+            for name in [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "transfer-encoding",
+                "upgrade",
+            ] {
+                stored.remove_header(name);
+            }
+            let (swr, sie) = if forbids_stale {
+                (0, 0)
+            } else {
+                (
+                    clamp_secs(stale_while_revalidate),
+                    clamp_secs(stale_if_error),
+                )
+            };
+            Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
+        }
+    }
+}
+
+fn clamp_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
