@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, QueryParams};
-use super::kv::{rfc3339, DEFAULT_PAGE, MAX_PAGE};
+use super::kv::{page_limit, rfc3339, MAX_PAGE};
 use super::{AdminState, Data};
 use crate::cache_ops::{self, CacheOpError};
 
@@ -187,12 +187,7 @@ pub async fn list_entries(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<Data<EntriesView>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let filter = CacheFilter {
         prefix: params.prefix.filter(|s| !s.is_empty()),
         host: params

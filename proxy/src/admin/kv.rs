@@ -22,6 +22,18 @@ pub const ITEMS_PREFIX: &str = "/kv/items/";
 pub const MAX_PAGE: usize = 1000;
 /// Default `limit` of a list call.
 pub const DEFAULT_PAGE: usize = 100;
+
+/// The `limit` parameter of a listing: default [`DEFAULT_PAGE`], 1..=[`MAX_PAGE`].
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
+        )))
+    }
+}
 /// Most checks, and most mutations, in one atomic call.
 pub const MAX_ATOMIC_OPS: usize = 1000;
 
@@ -288,12 +300,7 @@ pub async fn list_items(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<Data<ListView>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let query = ListQuery {
         prefix: params.prefix.filter(|s| !s.is_empty()),
         start: params.start.filter(|s| !s.is_empty()),
