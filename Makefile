@@ -31,7 +31,7 @@ test: prereqs
 	$(CARGO) test --workspace --no-run
 	@for f in $(CONFIGS); do echo "check-config $$f"; $(ASIDE_DEBUG) --check-config $$f || exit 1; done
 	$(CARGO) test --workspace
-	ASIDE_BIN=$(ASIDE_DEBUG) bench/run.sh --smoke
+	ASIDE_BIN=$(CURDIR)/$(ASIDE_DEBUG) bench/run.sh --smoke
 
 bench: prereqs
 	bench/run.sh
