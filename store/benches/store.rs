@@ -21,6 +21,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn open(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir, hot: u64) -> Store {
     let mut cfg = StoreConfig::new(dir.path().join("bench.redb"));
     cfg.hot_capacity = hot;
+    // To compare redb page-cache sizes (BENCHMARKS.md, "redb reads of large values").
+    if let Ok(mib) = std::env::var("ASIDE_BENCH_REDB_CACHE_MIB") {
+        cfg.redb_cache_bytes = mib.parse::<usize>().expect("a number of MiB") << 20;
+    }
     rt.block_on(Store::open(cfg)).unwrap()
 }
 

@@ -14,9 +14,8 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
 use redb::Database;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{Error, Result};
 
@@ -32,8 +31,12 @@ const READER_QUEUE: usize = 1024;
 pub(crate) type Job = Box<dyn FnOnce(&Database) + Send>;
 
 pub(crate) struct ReaderPool {
-    /// Queue to the threads; replaced by a closed sender on shutdown.
-    tx: mpsc::Sender<Job>,
+    /// Queue to the threads (multi-consumer: an idle thread takes the next job
+    /// without a hand-off through a lock). `None` after shutdown.
+    tx: Option<crossbeam_channel::Sender<(Job, OwnedSemaphorePermit)>>,
+    /// Queue slots: the bound that callers wait on asynchronously (the channel
+    /// itself is unbounded, a blocking send would block a tokio worker).
+    slots: Arc<Semaphore>,
     /// Joined on shutdown: each thread holds the database, which must be closed
     /// (file lock released) when the last `Store` handle goes away.
     threads: Vec<JoinHandle<()>>,
@@ -45,38 +48,35 @@ impl ReaderPool {
     /// # Errors
     /// The OS refused to start a thread (the message for `Error::Open`).
     pub(crate) fn start(db: &Arc<Database>) -> std::result::Result<ReaderPool, String> {
-        let (tx, rx) = mpsc::channel::<Job>(READER_QUEUE);
-        // One receiver shared by the threads: whoever holds the lock waits for the
-        // next job and releases the lock as soon as it has one.
-        let rx = Arc::new(Mutex::new(rx));
-        let mut threads = Vec::with_capacity(READER_THREADS);
+        let (tx, rx) = crossbeam_channel::unbounded::<(Job, OwnedSemaphorePermit)>();
+        let mut pool = ReaderPool {
+            tx: Some(tx),
+            slots: Arc::new(Semaphore::new(READER_QUEUE)),
+            threads: Vec::with_capacity(READER_THREADS),
+        };
         for i in 0..READER_THREADS {
             let rx = rx.clone();
             let db = db.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("aside-store-read-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().blocking_recv();
-                    let Some(job) = job else { break };
-                    // A panic inside redb (corrupt file) must not cost the pool a
-                    // thread: the job's reply is dropped, its caller gets an error.
-                    let run = std::panic::AssertUnwindSafe(|| job(&db));
-                    if std::panic::catch_unwind(run).is_err() {
-                        tracing::error!("a cold-tier read panicked");
+                .spawn(move || {
+                    for (job, slot) in rx {
+                        // A panic inside redb (corrupt file) must not cost the pool
+                        // a thread: the job's reply is dropped, its caller gets an
+                        // error.
+                        let run = std::panic::AssertUnwindSafe(|| job(&db));
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!("a cold-tier read panicked");
+                        }
+                        drop(slot);
                     }
                 });
             match spawned {
-                Ok(h) => threads.push(h),
-                Err(e) => {
-                    drop(tx);
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(format!("cannot start a reader thread: {e}"));
-                }
+                Ok(h) => pool.threads.push(h),
+                Err(e) => return Err(format!("cannot start a reader thread: {e}")),
             }
         }
-        Ok(ReaderPool { tx, threads })
+        Ok(pool)
     }
 
     /// Queues a job, waiting (asynchronously) while the queue is full.
@@ -84,13 +84,20 @@ impl ReaderPool {
     /// # Errors
     /// `Error::Closed` after shutdown.
     pub(crate) async fn submit(&self, job: Job) -> Result<()> {
-        self.tx.send(job).await.map_err(|_| Error::Closed)
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Closed)?;
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        tx.send((job, slot)).map_err(|_| Error::Closed)
     }
 
     /// Closes the queue and waits for the threads (after the queued jobs ran).
     pub(crate) fn shutdown(&mut self) {
-        let (closed, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.tx, closed));
+        self.slots.close();
+        self.tx = None;
         for t in self.threads.drain(..) {
             if t.join().is_err() {
                 tracing::error!("store reader thread panicked");
