@@ -126,6 +126,52 @@ fn gets(c: &mut Criterion) {
         })
     });
     g.finish();
+    drop(s);
+    drop(store);
+
+    // A miss storm's shape on pingora's 1-worker runtime: 1,000 concurrent
+    // lookups of one cold key (plus the thread count they leave behind).
+    let rt1 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&rt1, &dir, 0);
+    rt1.block_on(async {
+        store.cache_fill(entry_sized(1, 16 * 1024)).await.unwrap();
+        store.flush().await.unwrap();
+    });
+    let mut g = c.benchmark_group("storm");
+    g.throughput(Throughput::Elements(1000));
+    g.sample_size(10);
+    g.bench_function("cold_lookup_1000_one_key_1_worker", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                rt1.block_on(async {
+                    let tasks: Vec<_> = (0..1000)
+                        .map(|_| {
+                            let s = store.clone();
+                            tokio::spawn(async move {
+                                let h = entry_sized(1, 0).hash;
+                                assert!(s.cache_lookup(&h).await.unwrap().is_some());
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                });
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(t) = status.lines().find(|l| l.starts_with("Threads:")) {
+        eprintln!("after the storm bench: {t}");
+    }
 }
 
 /// `iters` rounds of `writers` concurrent operations; returns the elapsed time.
