@@ -6,11 +6,13 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use crate::catalog::CacheTables;
 use crate::clock::to_nanos;
 use crate::cold::{self, decode_cache, Ctx, Hash};
 use crate::hot::{HotKey, HotValue};
+use crate::store::Inflight;
 use crate::writer::Op;
 use crate::{Error, Result, Store};
 
@@ -160,31 +162,115 @@ impl Store {
         if let Some(HotValue::Cache(e)) = self.shared.hot.get(&hkey).await {
             return Ok(e.is_live(now).then_some((e, Tier::Hot)));
         }
+        // Most misses end here: the cold tier does not hold the hash.
+        if !self.shared.presence.may_contain(hash) {
+            return Ok(None);
+        }
         let epoch = self.shared.hot.epoch(&hkey);
-        let h = *hash;
-        let found = self
-            .read(move |txn| {
-                let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
-                let g = table.get(&h).ctx("reading a cache entry")?;
-                g.map(|g| decode_cache(h, g.value(), true).map(|(e, _)| e))
-                    .transpose()
-            })
-            .await?;
+        // Concurrent lookups of one hash share one read (a storm sends hundreds):
+        // join a read in flight if no write to this key's shard committed since
+        // it was queued, else lead a new one.
+        enum Role {
+            Lead,
+            Join(oneshot::Receiver<Option<Arc<CacheEntry>>>),
+            Alone,
+        }
+        let role = {
+            let mut inflight = self.shared.inflight.lock();
+            match inflight.get_mut(hash) {
+                Some(f) if f.epoch == epoch => {
+                    let (tx, rx) = oneshot::channel();
+                    f.waiters.push(tx);
+                    Role::Join(rx)
+                }
+                // A newer write: read alone, without registering.
+                Some(_) => Role::Alone,
+                None => {
+                    let waiters = Vec::new();
+                    inflight.insert(*hash, Inflight { epoch, waiters });
+                    Role::Lead
+                }
+            }
+        };
+        let joined = match role {
+            Role::Lead => return self.lead_cold_read(hash, hkey, epoch, now).await,
+            Role::Join(rx) => Some(rx),
+            Role::Alone => None,
+        };
+        if let Some(rx) = joined {
+            // An error: the leader failed or went away; read alone.
+            if let Ok(found) = rx.await {
+                return Ok(found.filter(|e| e.is_live(now)).map(|e| (e, Tier::Cold)));
+            }
+        }
+        let found = self.read_cold(hash).await?;
+        Ok(found.filter(|e| e.is_live(now)).map(|e| (e, Tier::Cold)))
+    }
+
+    /// Reads `hash` for every lookup waiting on it (registered in `inflight`),
+    /// promotes and notes the LRU touch once for all.
+    async fn lead_cold_read(
+        &self,
+        hash: &Hash,
+        hkey: HotKey,
+        epoch: u64,
+        now: SystemTime,
+    ) -> Result<Option<(Arc<CacheEntry>, Tier)>> {
+        // Takes the entry out even if this future is dropped mid-read: the
+        // waiters then see their channel close and read alone.
+        struct Leader<'a> {
+            store: &'a Store,
+            hash: Hash,
+            armed: bool,
+        }
+        impl Leader<'_> {
+            fn take_waiters(&mut self) -> Vec<oneshot::Sender<Option<Arc<CacheEntry>>>> {
+                self.armed = false;
+                let mut inflight = self.store.shared.inflight.lock();
+                inflight
+                    .remove(&self.hash)
+                    .map(|f| f.waiters)
+                    .unwrap_or_default()
+            }
+        }
+        impl Drop for Leader<'_> {
+            fn drop(&mut self) {
+                if self.armed {
+                    self.take_waiters();
+                }
+            }
+        }
+        let mut leader = Leader {
+            store: self,
+            hash: *hash,
+            armed: true,
+        };
+        let found = self.read_cold(hash).await?;
+        let waiters = leader.take_waiters();
+        for w in waiters {
+            let _ = w.send(found.clone());
+        }
         let Some(entry) = found.filter(|e| e.is_live(now)) else {
             return Ok(None);
         };
-        let entry = Arc::new(entry);
         self.shared
             .hot
             .promote(hkey, HotValue::Cache(entry.clone()), epoch)
             .await;
-        let mut touches = self.shared.touches.lock();
-        // Bounded: under a flood of cold hits between two commits, extra touches are
-        // dropped; the LRU order is an approximation anyway.
-        if touches.len() < crate::store::MAX_PENDING_TOUCHES {
-            touches.push(*hash);
-        }
+        self.shared.touches.lock().note(hash, now);
         Ok(Some((entry, Tier::Cold)))
+    }
+
+    /// The cold tier's record of `hash`, expired or not.
+    async fn read_cold(&self, hash: &Hash) -> Result<Option<Arc<CacheEntry>>> {
+        let h = *hash;
+        self.read(move |txn| {
+            let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+            let g = table.get(&h).ctx("reading a cache entry")?;
+            g.map(|g| decode_cache(h, g.value(), true).map(|(e, _)| Arc::new(e)))
+                .transpose()
+        })
+        .await
     }
 
     /// Stores a response in both tiers. Returns once the entry is queued for the
@@ -404,6 +490,90 @@ mod tests {
         );
         assert!(decode_cursor("AAAA").is_err());
         assert!(decode_cursor("%%").is_err());
+    }
+
+    fn entry(i: u8) -> CacheEntry {
+        let now = SystemTime::now();
+        CacheEntry {
+            hash: [i; 16],
+            url: format!("http://p.local/{i}"),
+            host: "p.local".into(),
+            tags: vec!["t".into()],
+            status: 200,
+            meta_internal: Bytes::new(),
+            meta_header: Bytes::new(),
+            body: Bytes::from_static(b"b"),
+            stored_at: now,
+            fresh_until: now + std::time::Duration::from_secs(60),
+            stale_until: now + std::time::Duration::from_secs(120),
+            soft_purged: false,
+        }
+    }
+
+    async fn wait_loaded(store: &Store) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !store.shared.presence.is_complete() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "presence set never loaded"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The presence set follows fills, deletes and purges, and is rebuilt from
+    /// the file on reopen; a miss then never reaches redb.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn presence_set_tracks_the_cold_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::StoreConfig::new(dir.path().join("p.redb"));
+        let store = Store::open(cfg.clone()).await.unwrap();
+        wait_loaded(&store).await;
+        let p = &store.shared.presence;
+        assert!(!p.may_contain(&[1; 16]));
+        for i in 1..=3 {
+            store.cache_fill(entry(i)).await.unwrap();
+        }
+        store.flush().await.unwrap();
+        assert!(p.may_contain(&[1; 16]) && p.may_contain(&[2; 16]));
+        assert!(store.cache_delete(&[1; 16]).await.unwrap());
+        assert!(!p.may_contain(&[1; 16]));
+        let sel = CacheSelector {
+            tags: vec!["t".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .cache_purge(&sel, PurgeMode::Hard, false)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(!p.may_contain(&[2; 16]) && !p.may_contain(&[3; 16]));
+        store.cache_fill(entry(4)).await.unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+
+        let store = Store::open(cfg).await.unwrap();
+        wait_loaded(&store).await;
+        assert!(store.shared.presence.may_contain(&[4; 16]));
+        assert!(!store.shared.presence.may_contain(&[2; 16]));
+        assert!(store.cache_lookup(&[4; 16]).await.unwrap().is_some());
+        assert!(store.cache_lookup(&[2; 16]).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn cold_hits_touch_at_most_once_per_interval() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let mut t = crate::store::Touches::default();
+        t.note(&[1; 16], t0);
+        t.note(&[1; 16], t0 + std::time::Duration::from_secs(1));
+        assert_eq!(t.take(t0), vec![[1; 16]]);
+        t.note(&[1; 16], t0 + std::time::Duration::from_secs(59));
+        assert!(t.take(t0 + std::time::Duration::from_secs(59)).is_empty());
+        let later = t0 + crate::store::TOUCH_INTERVAL;
+        t.note(&[1; 16], later);
+        assert_eq!(t.take(later), vec![[1; 16]]);
     }
 
     #[test]

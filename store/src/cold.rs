@@ -1,5 +1,5 @@
 //! The cold tier's on-disk layout: redb tables, the record codec, and the read
-//! queries shared by readers (`spawn_blocking`) and the writer thread.
+//! queries shared by readers (the reader pool) and the writer thread.
 //!
 //! Tables (all in one redb file):
 //! - `kv_parts`  stored key -> [version u64][expires_at nanos u64, 0 = never][JSON];

@@ -6,9 +6,11 @@
 //!
 //! A [`Store`] is a cheap handle over shared state. Reads look in the **hot tier**
 //! first (a moka cache bounded in bytes, see `hot`), then in the **cold tier**
-//! (one redb file, see `cold`) off the tokio workers, promoting what they find:
-//! `block_in_place` on multi-thread runtimes, `spawn_blocking` on current-thread
-//! ones.
+//! (one redb file, see `cold`) off the tokio workers, promoting what they find.
+//! Cold reads run on a small fixed pool of reader threads owned by the store
+//! (see `reader`), fed by a bounded queue, so that concurrency queues instead of
+//! growing threads; a lookup of a hash the cold tier does not hold skips redb
+//! altogether (see `presence`).
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
 //! bounded channel; it applies all queued requests in one redb transaction and
 //! commits once (group commit): fsynced for KV writes and purges, non-durable for
@@ -53,6 +55,8 @@ mod gc;
 mod hot;
 pub mod key;
 mod kv;
+mod presence;
+mod reader;
 mod store;
 mod tables;
 mod version;

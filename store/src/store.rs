@@ -1,17 +1,20 @@
 //! The `Store` handle: opening the file, the shared state, stats and shutdown.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::cold::{self, Ctx, Hash};
 use crate::hot::HotTier;
+use crate::presence::ColdPresence;
+use crate::reader::ReaderPool;
 use crate::writer::{Counters, Op, Writer};
 use crate::{Clock, Error, Limits, Result, StoreConfig, SystemClock};
 
@@ -24,9 +27,14 @@ const WRITER_QUEUE: usize = 4096;
 /// pile up `WRITER_QUEUE` of them in memory; a fill waits for budget instead.
 pub(crate) const MAX_QUEUED_FILL_BYTES: usize = 64 * 1024 * 1024;
 
-/// Cold hits remembered for the LRU index between two writer commits.
+/// Cold hits remembered for the LRU index between two writer commits, and
+/// hashes remembered as recently touched.
 pub(crate) const MAX_PENDING_TOUCHES: usize = 65_536;
 
+/// A cold hit moves its entry to the recent end of the LRU index at most once
+/// per this interval: the LRU order only needs to be coarse, and each touch is
+/// B-tree writes (and a record read) on the writer thread.
+pub(crate) const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// A handle to the engine. Cheap to clone: every clone shares one [`Shared`].
 /// When the last clone drops, the writer thread commits what is pending durably,
 /// closes the file and exits.
@@ -37,9 +45,11 @@ pub struct Store {
 
 /// State shared by all handles.
 pub(crate) struct Shared {
-    /// The cold tier. Readers use it directly (inside `spawn_blocking`); all writes
-    /// go through the writer thread, which holds its own `Arc`.
-    pub(crate) db: Arc<Database>,
+    /// The fixed threads that run cold-tier reads (see `reader`), so that a burst
+    /// of cold lookups queues instead of growing tokio's blocking pool. They hold
+    /// the database (the cold tier) for reads; all writes go through the writer
+    /// thread, which holds its own `Arc`.
+    readers: ReaderPool,
     /// The hot tier, shared with the writer thread (which inserts committed values).
     pub(crate) hot: HotTier,
     /// Queue to the writer thread. Bounded, so a burst of writes waits (without
@@ -64,7 +74,15 @@ pub(crate) struct Shared {
     pub(crate) fill_budget: Arc<Semaphore>,
     /// Cold hits waiting for the writer to record them in the LRU index. A cold
     /// read must not write, so it leaves a note here; the writer drains it lazily.
-    pub(crate) touches: Arc<Mutex<Vec<Hash>>>,
+    pub(crate) touches: Arc<Mutex<Touches>>,
+    /// Which hashes the cold tier holds, so a plain miss skips redb.
+    pub(crate) presence: Arc<ColdPresence>,
+    /// The thread loading `presence` from the file after open; joined on drop
+    /// (it holds the database).
+    presence_loader: Mutex<Option<JoinHandle<()>>>,
+    /// Cold reads in flight by hash, so that concurrent lookups of one hash (a
+    /// storm) share one redb read. See `cache_lookup`.
+    pub(crate) inflight: Mutex<HashMap<Hash, Inflight>>,
     /// For error messages.
     pub(crate) path: PathBuf,
 }
@@ -109,9 +127,14 @@ impl Store {
                 reason: format!("open task failed: {e}"),
             })??;
         let db = Arc::new(db);
+        let readers = ReaderPool::start(&db).map_err(|reason| Error::Open {
+            path: path.clone(),
+            reason,
+        })?;
         let hot = HotTier::new(config.hot_capacity, clock.clone());
         let counters = Arc::new(counters);
-        let touches = Arc::new(Mutex::new(Vec::new()));
+        let touches = Arc::new(Mutex::new(Touches::default()));
+        let presence = Arc::new(ColdPresence::new());
         let pending = Arc::new(Mutex::new(PendingFills::default()));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer::new(
@@ -119,7 +142,7 @@ impl Store {
             hot.clone(),
             clock.clone(),
             counters.clone(),
-            touches.clone(),
+            (touches.clone(), presence.clone()),
             pending.clone(),
             &config,
         )?;
@@ -130,9 +153,13 @@ impl Store {
                 path: path.clone(),
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
+        // Without the loader the set stays incomplete: lookups go to redb.
+        let presence_loader = crate::presence::start_load(presence.clone(), db.clone())
+            .map_err(|e| tracing::warn!(error = %e, "no cold-tier hash set loader"))
+            .ok();
         Ok(Store {
             shared: Arc::new(Shared {
-                db,
+                readers,
                 hot,
                 tx,
                 writer: Mutex::new(Some(handle)),
@@ -142,6 +169,9 @@ impl Store {
                 pending,
                 fill_budget: Arc::new(Semaphore::new(MAX_QUEUED_FILL_BYTES)),
                 touches,
+                presence,
+                presence_loader: Mutex::new(presence_loader),
+                inflight: Mutex::new(HashMap::new()),
                 path,
             }),
         })
@@ -221,32 +251,27 @@ impl Store {
         self.request(|reply| Op::Barrier { reply }).await
     }
 
-    /// Runs a blocking read of the cold tier off the tokio workers.
+    /// Runs a blocking read of the cold tier on the reader pool, off the tokio
+    /// workers. Waits (asynchronously) for queue space when the pool is busy.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.shared.db.clone();
-        let work = move || {
-            let txn = db.begin_read().ctx("starting a read transaction")?;
-            f(&txn)
-        };
-        match tokio::runtime::Handle::try_current() {
-            // On a multi-thread runtime, `block_in_place` hands this worker's other
-            // tasks to another thread for the duration of the read: no worker is
-            // blocked, and the caller skips two thread hand-offs (~10x faster than
-            // `spawn_blocking` for a point read served from the page cache).
-            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(work)
-            }
-            // current-thread runtimes (pingora's no-steal runtimes) cannot do that.
-            Ok(handle) => handle
-                .spawn_blocking(work)
-                .await
-                .map_err(|e| Error::io("running a read task", e))?,
-            // Polled outside tokio (another executor): there is no worker to protect.
-            Err(_) => work(),
-        }
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .readers
+            .submit(Box::new(move |db: &Database| {
+                let r = db
+                    .begin_read()
+                    .ctx("starting a read transaction")
+                    .and_then(|txn| f(&txn));
+                // The caller may have gone away (cancelled lookup): nothing to do.
+                let _ = reply.send(r);
+            }))
+            .await?;
+        answer
+            .await
+            .map_err(|e| Error::io("running a cold-tier read (the read panicked)", e))?
     }
 }
 
@@ -255,12 +280,66 @@ impl Drop for Shared {
         // Closing the queue tells the writer to commit what is pending and exit.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx, closed));
+        self.readers.shutdown();
+        self.presence.cancel();
+        if let Some(handle) = self.presence_loader.lock().take() {
+            if handle.join().is_err() {
+                tracing::error!("store presence loader thread panicked");
+            }
+        }
         if let Some(handle) = self.writer.lock().take() {
             if handle.join().is_err() {
                 tracing::error!(path = %self.path.display(), "store writer thread panicked");
             }
         }
     }
+}
+
+/// Cold hits for the writer to fold into the LRU index, at most one per hash per
+/// [`TOUCH_INTERVAL`].
+#[derive(Default)]
+pub(crate) struct Touches {
+    /// Not yet written.
+    pending: Vec<Hash>,
+    /// When each hash was last noted; pruned every `TOUCH_INTERVAL`.
+    recent: HashMap<Hash, SystemTime>,
+    pruned_at: Option<SystemTime>,
+}
+
+impl Touches {
+    /// A cold hit of `h` at `now`. Dropped when the hash was noted within the
+    /// interval, or under a flood (both bounds are `MAX_PENDING_TOUCHES`): the
+    /// LRU order is an approximation anyway.
+    pub(crate) fn note(&mut self, h: &Hash, now: SystemTime) {
+        if let Some(at) = self.recent.get(h) {
+            if now < *at + TOUCH_INTERVAL {
+                return;
+            }
+        }
+        if self.pending.len() >= MAX_PENDING_TOUCHES || self.recent.len() >= MAX_PENDING_TOUCHES {
+            return;
+        }
+        self.pending.push(*h);
+        self.recent.insert(*h, now);
+    }
+
+    /// Writer: the touches to write now; forgets hashes noted over an interval ago.
+    pub(crate) fn take(&mut self, now: SystemTime) -> Vec<Hash> {
+        if self.pruned_at.is_none_or(|at| now >= at + TOUCH_INTERVAL) {
+            self.recent.retain(|_, at| now < *at + TOUCH_INTERVAL);
+            self.pruned_at = Some(now);
+        }
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// A cold read of one hash that other lookups may wait for.
+pub(crate) struct Inflight {
+    /// The hot-tier epoch of the hash's shard when the read was queued: a lookup
+    /// that sees another epoch (a write committed since) must not share the
+    /// read's older answer, and reads on its own.
+    pub(crate) epoch: u64,
+    pub(crate) waiters: Vec<oneshot::Sender<Option<Arc<crate::CacheEntry>>>>,
 }
 
 /// Queued, uncommitted cache fills by hash (the newest one per hash).

@@ -72,6 +72,12 @@ pub(crate) struct WriteTables<'t> {
     pub(crate) expiry: Table<'t, (u64, u8, &'static [u8]), ()>,
     pub(crate) lru: Table<'t, (u64, &'static Hash), ()>,
     pub(crate) meta: Table<'t, &'static str, u64>,
+    /// Hashes written in this transaction: the writer adds them to the in-memory
+    /// presence set before the commit (see `presence`).
+    pub(crate) added: Vec<Hash>,
+    /// Hashes deleted in this transaction: candidates for removal from the
+    /// presence set after the commit.
+    pub(crate) removed: Vec<Hash>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -91,6 +97,8 @@ impl<'t> WriteTables<'t> {
             expiry: txn.open_table(cold::EXPIRY).ctx("opening table expiry")?,
             lru: txn.open_table(cold::LRU).ctx("opening table lru")?,
             meta: txn.open_table(cold::META).ctx("opening table meta")?,
+            added: Vec::new(),
+            removed: Vec::new(),
         })
     }
 
@@ -232,6 +240,7 @@ impl<'t> WriteTables<'t> {
             .ctx("writing the expiry index")?;
         m.cache_entries += 1;
         m.cache_bytes += (16 + rec.len()) as u64;
+        self.added.push(*h);
         Ok(())
     }
 
@@ -250,7 +259,28 @@ impl<'t> WriteTables<'t> {
         self.drop_index_rows(&e)?;
         m.cache_entries = m.cache_entries.saturating_sub(1);
         m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+        self.removed.push(*hash);
         Ok(true)
+    }
+
+    /// Of the hashes deleted in this transaction, those whose prefix no hash
+    /// holds any more (as of now, after every write of the batch): the presence
+    /// set may drop them once the transaction is committed.
+    pub(crate) fn prefixes_gone(&mut self) -> Result<Vec<Hash>> {
+        let mut gone = Vec::new();
+        for h in std::mem::take(&mut self.removed) {
+            let (lo, hi) = crate::presence::prefix_range(&h);
+            let left = self
+                .cache
+                .range::<&Hash>(&lo..=&hi)
+                .ctx("reading the cache table")?
+                .next()
+                .is_some();
+            if !left {
+                gone.push(h);
+            }
+        }
+        Ok(gone)
     }
 
     /// Removes the index rows of a record already taken out of `cache`.

@@ -36,7 +36,8 @@ use crate::clock::{from_nanos, to_nanos};
 use crate::cold::{self, Ctx, Hash};
 use crate::hot::{HotKey, HotTier, HotValue, KvRecord};
 use crate::kv::{AtomicResult, Check, KvItem, SetCondition};
-use crate::store::PendingFills;
+use crate::presence::ColdPresence;
+use crate::store::{PendingFills, Touches};
 use crate::tables::{deadline, Meta, WriteTables};
 use crate::{gc, CacheEntry, CacheSelector, Clock, Error, PurgeMode, Result, StoreConfig, Version};
 
@@ -264,7 +265,10 @@ pub(crate) struct Writer {
     hot: HotTier,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
-    touches: Arc<Mutex<Vec<Hash>>>,
+    touches: Arc<Mutex<Touches>>,
+    /// The in-memory set of hashes in the cold tier: inserted before the commit
+    /// that adds a hash, pruned after the one that deletes it (see `presence`).
+    presence: Arc<ColdPresence>,
     /// Fills answered but not yet committed; the writer removes each one after its
     /// commit (and hot-tier insert) or failure.
     pending: Arc<Mutex<PendingFills>>,
@@ -293,7 +297,7 @@ impl Writer {
         hot: HotTier,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
-        touches: Arc<Mutex<Vec<Hash>>>,
+        (touches, presence): (Arc<Mutex<Touches>>, Arc<ColdPresence>),
         pending: Arc<Mutex<PendingFills>>,
         config: &StoreConfig,
     ) -> Result<Writer> {
@@ -318,6 +322,7 @@ impl Writer {
             clock,
             counters,
             touches,
+            presence,
             pending,
             meta,
             cold_capacity: config.cold_capacity,
@@ -433,6 +438,7 @@ impl Writer {
         let mut hot: Vec<HotUpdate> = Vec::new();
         let mut gc_more = false;
         let mut gc_counts = (0u64, 0u64);
+        let mut gone: Vec<Hash> = Vec::new();
         let result = (|| -> Result<()> {
             let mut txn = self.db.begin_write().ctx("starting a write transaction")?;
             {
@@ -452,6 +458,12 @@ impl Writer {
                     self.apply(op, &mut t, &mut meta, now, &mut answers, &mut hot)?;
                 }
                 t.write_meta(&meta)?;
+                // Before the commit: a reader must never see a committed hash
+                // the set does not know.
+                for h in t.added.drain(..) {
+                    self.presence.insert(&h);
+                }
+                gone = t.prefixes_gone()?;
             }
             txn.set_durability(if durable {
                 Durability::Immediate
@@ -464,6 +476,11 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
+                // After the commit, on this thread: the next batch's inserts
+                // come after these removals.
+                for h in &gone {
+                    self.presence.remove_prefix_of(h);
+                }
                 self.meta = meta;
                 self.counters.publish(&meta);
                 self.counters
@@ -525,7 +542,7 @@ impl Writer {
 
     /// Records cold hits in the LRU index (left there by readers).
     fn apply_touches(&mut self, t: &mut WriteTables<'_>, m: &mut Meta) -> Result<()> {
-        let touched = std::mem::take(&mut *self.touches.lock());
+        let touched = self.touches.lock().take(self.clock.now());
         for h in touched {
             t.touch(&h, m)?;
         }
