@@ -370,25 +370,7 @@ impl Store {
         let filter = filter.clone();
         let now = to_nanos(self.shared.clock.now());
         let (listed, more) = self
-            .read(move |txn| {
-                let cache = txn.open_table(cold::CACHE).ctx("opening table cache")?;
-                let url = txn
-                    .open_table(cold::CACHE_URL)
-                    .ctx("opening table cache_url")?;
-                let host = txn
-                    .open_table(cold::CACHE_HOST)
-                    .ctx("opening table cache_host")?;
-                let tag = txn
-                    .open_table(cold::CACHE_TAG)
-                    .ctx("opening table cache_tag")?;
-                let t = CacheTables {
-                    cache: &cache,
-                    url: &url,
-                    host: &host,
-                    tag: &tag,
-                };
-                t.list(&filter, limit, after, now)
-            })
+            .read(move |txn| with_read_tables(txn, |t| t.list(&filter, limit, after, now)))
             .await?;
         let cursor = if more {
             listed
@@ -442,29 +424,15 @@ impl Store {
             let now = to_nanos(self.shared.clock.now());
             return self
                 .read(move |txn| {
-                    let cache = txn.open_table(cold::CACHE).ctx("opening table cache")?;
-                    let url = txn
-                        .open_table(cold::CACHE_URL)
-                        .ctx("opening table cache_url")?;
-                    let host = txn
-                        .open_table(cold::CACHE_HOST)
-                        .ctx("opening table cache_host")?;
-                    let tag = txn
-                        .open_table(cold::CACHE_TAG)
-                        .ctx("opening table cache_tag")?;
-                    let t = CacheTables {
-                        cache: &cache,
-                        url: &url,
-                        host: &host,
-                        tag: &tag,
-                    };
-                    let mut n = 0;
-                    for h in t.select(&selector)? {
-                        if t.is_live(&h, now)? {
-                            n += 1;
+                    with_read_tables(txn, |t| {
+                        let mut n = 0;
+                        for h in t.select(&selector)? {
+                            if t.is_live(&h, now)? {
+                                n += 1;
+                            }
                         }
-                    }
-                    Ok(n)
+                        Ok(n)
+                    })
                 })
                 .await;
         }
@@ -475,6 +443,37 @@ impl Store {
         })
         .await
     }
+}
+
+/// Open the four cache tables of a read transaction and run `f` over them.
+fn with_read_tables<R>(
+    txn: &redb::ReadTransaction,
+    f: impl FnOnce(
+        &CacheTables<
+            '_,
+            redb::ReadOnlyTable<&'static Hash, &'static [u8]>,
+            redb::ReadOnlyTable<(&'static str, &'static Hash), u64>,
+            redb::ReadOnlyTable<(&'static str, &'static str, &'static Hash), ()>,
+            redb::ReadOnlyTable<(&'static str, &'static str, &'static Hash), ()>,
+        >,
+    ) -> Result<R>,
+) -> Result<R> {
+    let cache = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+    let url = txn
+        .open_table(cold::CACHE_URL)
+        .ctx("opening table cache_url")?;
+    let host = txn
+        .open_table(cold::CACHE_HOST)
+        .ctx("opening table cache_host")?;
+    let tag = txn
+        .open_table(cold::CACHE_TAG)
+        .ctx("opening table cache_tag")?;
+    f(&CacheTables {
+        cache: &cache,
+        url: &url,
+        host: &host,
+        tag: &tag,
+    })
 }
 
 #[cfg(test)]
