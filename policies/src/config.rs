@@ -30,7 +30,16 @@ impl Config {
     /// First matching route; `None` only if nothing matches (validation
     /// requires a catch-all, so normally `Some`).
     pub fn route_for(&self, host: &str, path: &str, method: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(host, path, method))
+        self.route_index_for(host, path, method)
+            .map(|i| &self.routes[i])
+    }
+
+    /// Index in [`Config::routes`] of the first matching route (what the proxy
+    /// keeps per request, so a request's route survives a config reload).
+    pub fn route_index_for(&self, host: &str, path: &str, method: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.matches(host, path, method))
     }
 
     /// The upstream of a route of this config. A route from another config

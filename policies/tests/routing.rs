@@ -106,3 +106,24 @@ fn bypass_rules() {
         Some("cache disabled for route")
     );
 }
+
+#[test]
+fn route_index_ignores_the_port_and_matches_route_for() {
+    let c = parse_config(ROUTES, "t.toml", &|_| None).unwrap();
+    let table: &[(&str, &str, &str, usize)] = &[
+        ("api.example.com:8080", "/v1/users", "GET", 0),
+        ("API.example.com", "/v2", "POST", 1),
+        ("cdn.example.com:443", "/static/a.css", "GET", 2),
+        ("[::1]:8080", "/health", "GET", 3),
+        ("[::1]:8080", "/other", "GET", 4),
+    ];
+    for (host, path, method, want) in table {
+        assert_eq!(
+            c.route_index_for(host, path, method),
+            Some(*want),
+            "{host} {path}"
+        );
+        let by_ref = c.route_for(host, path, method).unwrap();
+        assert!(std::ptr::eq(by_ref, &c.routes[*want]));
+    }
+}

@@ -335,19 +335,18 @@ impl ProxyHttp for AsideProxy {
             .await?;
             return Ok(true);
         };
-        let method = req.method.as_str().to_owned();
-        let path = req.uri.path().to_owned();
-        let route_host = host.split(':').next().unwrap_or(&host).to_owned();
-        let Some((index, _)) = live.config.routes.iter().enumerate().find(|(_, r)| {
-            live.config
-                .route_for(&route_host, &path, &method)
-                .is_some_and(|m| std::ptr::eq(m, *r))
-        }) else {
+        // Route matching ignores the port (HostMatch compares the bare host).
+        let found = live
+            .config
+            .route_index_for(&host, req.uri.path(), req.method.as_str());
+        let is_purge = req.method.as_str() == "PURGE";
+        let Some(index) = found else {
+            let message = format!("no route for {host}{}", req.uri.path());
             ctx.live = Some(live);
             respond_json(
                 session,
                 404,
-                serde_json::json!({"error": {"code": "no_route", "message": format!("no route for {host}{path}")}}),
+                serde_json::json!({"error": {"code": "no_route", "message": message}}),
             )
             .await?;
             return Ok(true);
@@ -355,7 +354,7 @@ impl ProxyHttp for AsideProxy {
         ctx.route = index;
         ctx.host = host;
         ctx.live = Some(live);
-        if method == "PURGE" {
+        if is_purge {
             self.handle_purge(session, ctx).await?;
             return Ok(true);
         }
