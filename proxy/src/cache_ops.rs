@@ -3,7 +3,7 @@
 //! stored entry's headers. Keeping them here keeps one definition of "the key
 //! of a URL" for the proxy and the admin API.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora_cache::key::{CacheHashKey, CacheKey};
@@ -169,11 +169,4 @@ pub fn entry_headers(entry: &CacheEntry) -> Result<Vec<(String, String)>, CacheO
             )
         })
         .collect())
-}
-
-/// When a stored entry was created according to its meta (for inspection).
-pub fn entry_created(entry: &CacheEntry) -> Option<SystemTime> {
-    CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header)
-        .ok()
-        .map(|m| m.created())
 }

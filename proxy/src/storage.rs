@@ -27,7 +27,7 @@ use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, OkOrErr, Result};
 use pingora_http::ResponseHeader;
 
-use aside_store::{CacheEntry, Store, Tier};
+use aside_store::{CacheEntry, Store};
 
 /// What the proxy knows about a request's cache entry beyond its hash.
 ///
@@ -208,7 +208,7 @@ impl Storage for AsideStorage {
                 return Err(store_err("cache lookup", e));
             }
         };
-        let Some((entry, tier)) = found else {
+        let Some((entry, _tier)) = found else {
             return Ok(None);
         };
         let mut meta = match self.meta_of(&entry) {
@@ -224,7 +224,6 @@ impl Storage for AsideStorage {
             // Soft purge (or a shortened TTL) recorded by the store.
             meta.expire_at(entry.fresh_until);
         }
-        meta.extensions_mut().insert(tier);
         let len = entry.body.len();
         Ok(Some((
             meta,
@@ -411,11 +410,6 @@ impl HandleMiss for AsideMiss {
             .map_err(|e| store_err("cache fill", e))?;
         Ok(MissFinishType::Created(size))
     }
-}
-
-/// The tier a hit came from, recorded in the meta's extensions for headers and logs.
-pub fn hit_tier(meta: &CacheMeta) -> Option<Tier> {
-    meta.extensions().get::<Tier>().copied()
 }
 
 #[cfg(test)]
