@@ -27,8 +27,10 @@ fn untorn(key: &str, v: &serde_json::Value) -> bool {
         && v["pad"].as_str().map(str::len) == v["len"].as_u64().map(|l| l as usize)
 }
 
-/// Not a test on its own: the child process's body (returns at once without the env var).
+/// Not a test on its own: the child process's body, run by
+/// `kill9_keeps_every_acknowledged_write` (returns at once without the env var).
 #[test]
+#[ignore = "child process body of kill9_keeps_every_acknowledged_write, which runs it with --ignored"]
 fn crash_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return;
@@ -96,6 +98,7 @@ async fn kill9_keeps_every_acknowledged_write() {
             .args([
                 "crash::crash_child",
                 "--exact",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
