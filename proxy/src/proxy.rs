@@ -42,28 +42,6 @@ const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-stat
 /// `X-Cache`, for people who grep for it.
 const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
 
-/// An HTTP date for `now`, formatted once per second per thread.
-fn http_date(now: SystemTime) -> http::HeaderValue {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(u64, http::HeaderValue)>> = const { std::cell::RefCell::new(None) };
-    }
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some((s, v)) = last.as_ref() {
-            if *s == secs {
-                return v.clone();
-            }
-        }
-        let value = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
-            .unwrap_or_else(|_| http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
-        *last = Some((secs, value.clone()));
-        value
-    })
-}
-
 /// How long a request waits on another request's fill of the same key before
 /// going to the origin itself. Finite, so a stuck fill cannot hang clients.
 const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -623,10 +601,7 @@ impl ProxyHttp for AsideProxy {
             let age = meta.age() + origin_age(meta.response_header());
             resp.insert_header(header::AGE, http::HeaderValue::from(age.as_secs()))?;
         }
-        if !resp.headers.contains_key(header::DATE) {
-            // RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not.
-            resp.insert_header(header::DATE, http_date(now))?;
-        }
+        // Date (RFC 9110 §6.6.1) is set on every response by pingora's HTTP server.
         resp.insert_header(CACHE_STATUS, value)?;
         resp.insert_header(X_CACHE, http::HeaderValue::from_static(status.x_cache()))?;
         if session.cache.phase() == pingora_cache::CachePhase::Stale {

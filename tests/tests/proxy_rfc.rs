@@ -41,11 +41,42 @@ async fn age_includes_the_origin_age_and_reduces_freshness() {
 
 #[tokio::test]
 async fn date_is_added_when_the_origin_sends_none() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=60")).await;
-    let aside = Aside::builder().upstream(&origin.url()).start().await;
-    // axum adds a Date of its own; both paths must carry one.
-    assert!(!aside.get("/d").await.header("date").is_empty());
-    assert!(!aside.get("/d").await.header("date").is_empty());
+    // A raw origin (axum would add a Date of its own); pingora's server sets it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\r\nx";
+                    if s.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let aside = Aside::builder()
+        .upstream(&format!("http://{addr}"))
+        .start()
+        .await;
+    let miss = aside.get("/d").await;
+    let hit = aside.get("/d").await;
+    assert_eq!((miss.text().as_str(), hit.x_cache()), ("x", "HIT"));
+    for r in [miss, hit] {
+        let date = r.header("date");
+        assert!(httpdate_like(date), "missing or malformed Date: {date:?}");
+    }
+}
+
+/// `Tue, 24 Nov 2026 04:06:47 GMT`
+fn httpdate_like(v: &str) -> bool {
+    v.len() == 29 && v.ends_with(" GMT") && v.as_bytes()[3] == b','
 }
 
 #[tokio::test]
