@@ -401,6 +401,9 @@ def run_scenario(sid, sc, opts, work, origin, aside_bin):
     sdir = os.path.join(work, sid)
     servers = [NginxLimit(sdir, sc["size"]), NginxCache(sdir), Varnish(sdir),
                Aside(sdir, aside_bin, sc["hot"])]
+    if opts.servers:
+        wanted = opts.servers.split(",")
+        servers = [s for s in servers if s.name in wanted]
     result = {"id": sid, "title": sc["title"], "hot": sc["hot"], "size": sc["size"],
               "servers": {}, "notes": []}
     try:
@@ -554,6 +557,8 @@ def main():
     ap.add_argument("--only", help="comma-separated scenario ids")
     ap.add_argument("--out", help="raw JSON output file")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    ap.add_argument("--servers", help="comma-separated subset of limit,nginx,varnish,aside "
+                    "(for quick iteration; the report needs all four)")
     opts = ap.parse_args()
     if opts.rounds is None:
         opts.rounds = 1 if opts.smoke else 5

@@ -84,6 +84,8 @@ pub struct Server {
     pub threads: usize,
     /// Time given to in-flight requests at shutdown. Default: 5s.
     pub grace_period: Duration,
+    /// One log line per request (target `aside::access`). Default: true.
+    pub access_log: bool,
     /// Optional TLS listener.
     pub tls: Option<ListenerTls>,
 }
@@ -94,6 +96,7 @@ impl Default for Server {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             threads: 2,
             grace_period: Duration::from_secs(5),
+            access_log: true,
             tls: None,
         }
     }
@@ -156,6 +159,9 @@ pub struct StoreSettings {
     pub hot_capacity: u64,
     /// Disk tier budget in bytes. Default: 10 GiB.
     pub cold_capacity: u64,
+    /// Memory for caching pages of the disk tier file (redb's page cache);
+    /// the OS page cache does the rest. Default: 4 MiB.
+    pub cold_cache: usize,
     /// Longest KV key in bytes. Default: 512.
     pub max_key_bytes: usize,
     /// Largest KV value (serialized JSON) in bytes. Default: 1 MiB.
@@ -172,6 +178,7 @@ impl Default for StoreSettings {
             path: PathBuf::from("data/aside.redb"),
             hot_capacity: 256 << 20,
             cold_capacity: 10 << 30,
+            cold_cache: 4 << 20,
             max_key_bytes: 512,
             max_value_bytes: 1 << 20,
             min_ttl: Duration::from_secs(1),

@@ -55,6 +55,7 @@ pub struct FileServer {
     pub listen: Option<OneOrMany>,
     pub threads: Option<i64>,
     pub grace_period: Option<String>,
+    pub access_log: Option<bool>,
     pub tls: Option<FileTls>,
 }
 
@@ -84,6 +85,7 @@ pub struct FileStore {
     pub path: Option<String>,
     pub hot_capacity: Option<String>,
     pub cold_capacity: Option<String>,
+    pub cold_cache: Option<String>,
     pub max_key_size: Option<String>,
     pub max_value_size: Option<String>,
     pub min_ttl: Option<String>,

@@ -41,6 +41,7 @@ pub fn to_file(c: &Config) -> FileConfig {
             listen: Some(many(&c.server.listen)),
             threads: Some(c.server.threads as i64),
             grace_period: Some(format_duration(c.server.grace_period)),
+            access_log: Some(c.server.access_log),
             tls: c.server.tls.as_ref().map(|t| FileTls {
                 listen: Some(many(&t.listen)),
                 cert: Some(path_str(&t.cert)),
@@ -63,6 +64,7 @@ pub fn to_file(c: &Config) -> FileConfig {
             path: Some(path_str(&c.store.path)),
             hot_capacity: Some(format_size(c.store.hot_capacity)),
             cold_capacity: Some(format_size(c.store.cold_capacity)),
+            cold_cache: Some(format_size(c.store.cold_cache as u64)),
             max_key_size: Some(format_size(c.store.max_key_bytes as u64)),
             max_value_size: Some(format_size(c.store.max_value_bytes as u64)),
             min_ttl: Some(format_duration(c.store.min_ttl)),

@@ -186,6 +186,7 @@ fn server(f: &FileServer) -> Result<Server> {
         listen,
         threads,
         grace_period,
+        access_log: f.access_log.unwrap_or(d.access_log),
         tls,
     })
 }
@@ -281,6 +282,11 @@ fn store(f: &FileStore) -> Result<StoreSettings> {
             .unwrap_or(d.hot_capacity),
         cold_capacity: size("store.cold-capacity", f.cold_capacity.as_ref())?
             .unwrap_or(d.cold_capacity),
+        cold_cache: as_usize(
+            "store.cold-cache",
+            size("store.cold-cache", f.cold_cache.as_ref())?,
+            d.cold_cache,
+        )?,
         max_key_bytes: as_usize(
             "store.max-key-size",
             size("store.max-key-size", f.max_key_size.as_ref())?,

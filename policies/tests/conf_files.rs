@@ -54,6 +54,7 @@ fn default_file_values() {
     assert_eq!(c.store.path.to_str(), Some("data/aside.redb"));
     assert_eq!(c.store.hot_capacity, 256 << 20);
     assert_eq!(c.store.cold_capacity, 10 << 30);
+    assert_eq!(c.store.cold_cache, 4 << 20);
     let demo = &c.upstreams[0];
     assert_eq!(
         (

@@ -48,7 +48,7 @@ fn syntax_and_unknown_keys() {
         ("[server]\nlisten = \n", "t.toml:2: invalid string; expected `\"`, `'`"),
         (
             "[server]\nthreads = 2\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
-            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, tls)",
+            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, tls)",
         ),
         (
             "[servr]\nlisten = \"x\"\n",
@@ -134,6 +134,10 @@ fn server_admin_store_errors() {
             "t.toml:2: store.hot-capacity: \"10 megs\" is not a size, e.g. \"256MiB\" or \"512KB\"",
         ),
         (&format!("[store]\ncold-capacity = \"0\"\n{BASE}"), "t.toml:2: store.cold-capacity: must be more than 0 bytes"),
+        (
+            &format!("[store]\ncold-cache = \"lots\"\n{BASE}"),
+            "t.toml:2: store.cold-cache: \"lots\" is not a size, e.g. \"256MiB\" or \"512KB\"",
+        ),
         (
             &format!("[store]\npath = \"\"\n{BASE}"),
             "t.toml:2: store.path: must not be empty, e.g. \"data/aside.redb\"",

@@ -681,6 +681,13 @@ impl ProxyHttp for AsideProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let enabled = match &ctx.live {
+            Some(live) => live.config.server.access_log,
+            None => self.shared.live.load().config.server.access_log,
+        };
+        if !enabled {
+            return;
+        }
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let cache = if session.cache.enabled() {

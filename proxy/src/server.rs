@@ -44,8 +44,11 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
 /// The store settings of a config, in the store's terms.
 pub fn store_config(config: &Config) -> StoreConfig {
     let mut sc = StoreConfig::new(config.store.path.clone());
-    sc.hot_capacity = config.store.hot_capacity;
+    // The decoded-meta cache (storage.rs) takes its share of the hot budget.
+    sc.hot_capacity =
+        config.store.hot_capacity - crate::storage::decoded_share(config.store.hot_capacity);
     sc.cold_capacity = config.store.cold_capacity;
+    sc.redb_cache_bytes = config.store.cold_cache;
     sc.limits = Limits {
         max_key_bytes: config.store.max_key_bytes,
         max_value_bytes: config.store.max_value_bytes,
@@ -96,7 +99,10 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         config: Arc::new(ArcSwap::new(config.clone())),
-        storage: AsideStorage::leak(store.clone()),
+        storage: AsideStorage::leak(
+            store.clone(),
+            crate::storage::decoded_share(config.store.hot_capacity),
+        ),
         lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),
     });
 

@@ -74,8 +74,12 @@ struct Decoded {
     response: ResponseHeader,
 }
 
-/// Memory the decoded-meta cache may use.
-const DECODED_CAPACITY: u64 = 16 << 20;
+/// The part of `hot-capacity` given to the decoded-meta cache (the rest goes to
+/// the store's hot tier): 1/16, at most 16 MiB. Both live in memory, so one
+/// budget bounds them.
+pub fn decoded_share(hot_capacity: u64) -> u64 {
+    (hot_capacity / 16).min(16 << 20)
+}
 
 impl Decoded {
     /// `Some` when `CacheMeta::new` rebuilds `meta` exactly: never revalidated
@@ -113,10 +117,11 @@ impl Decoded {
 }
 
 impl AsideStorage {
-    /// Leak a storage over `store`; pingora needs `&'static`.
-    pub fn leak(store: Store) -> &'static AsideStorage {
+    /// Leak a storage over `store`, caching decoded metas in up to
+    /// `decoded_capacity` bytes; pingora needs `&'static`.
+    pub fn leak(store: Store, decoded_capacity: u64) -> &'static AsideStorage {
         let decoded = moka::sync::Cache::builder()
-            .max_capacity(DECODED_CAPACITY)
+            .max_capacity(decoded_capacity)
             .weigher(|_: &[u8; 16], d: &Arc<Decoded>| d.weight())
             .build();
         Box::leak(Box::new(AsideStorage { store, decoded }))

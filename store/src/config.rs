@@ -48,7 +48,8 @@ pub struct StoreConfig {
     pub gc_interval: Duration,
     /// How long a committed cache fill may stay non-durable. Default: 1 s.
     pub cache_flush_interval: Duration,
-    /// redb page cache; kept small because the hot tier is moka's job. Default: 16 MiB.
+    /// redb page cache; kept small because the hot tier is moka's job and the OS
+    /// page cache holds the file. Default: 4 MiB.
     pub redb_cache_bytes: usize,
 }
 
@@ -61,7 +62,7 @@ impl StoreConfig {
             limits: Limits::default(),
             gc_interval: Duration::from_secs(5),
             cache_flush_interval: Duration::from_secs(1),
-            redb_cache_bytes: 16 * 1024 * 1024,
+            redb_cache_bytes: 4 * 1024 * 1024,
         }
     }
 

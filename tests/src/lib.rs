@@ -237,6 +237,7 @@ pub struct AsideBuilder {
     dir: Option<Arc<tempfile::TempDir>>,
     ports: Option<(u16, u16)>,
     upstream_extra: String,
+    server_extra: String,
 }
 
 impl Aside {
@@ -249,6 +250,7 @@ impl Aside {
             dir: None,
             ports: None,
             upstream_extra: String::new(),
+            server_extra: String::new(),
         }
     }
 
@@ -290,6 +292,11 @@ impl Aside {
         self.client
             .request(method.parse().expect("method"), self.admin_url(path))
             .bearer_auth(TOKEN)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Send SIGHUP (config reload).
@@ -401,6 +408,13 @@ impl AsideBuilder {
         self
     }
 
+    /// Extra keys for the `[server]` table (TOML lines).
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server_extra.push_str(toml);
+        self.server_extra.push('\n');
+        self
+    }
+
     /// Extra keys for the `[[upstream]]` table (TOML lines).
     pub fn upstream_extra(mut self, toml: &str) -> Self {
         self.upstream_extra.push_str(toml);
@@ -424,7 +438,8 @@ impl AsideBuilder {
     /// The config text this builder produces (for given ports and directory).
     pub fn config_text(&self, addr: SocketAddr, admin: SocketAddr, dir: &Path) -> String {
         let mut s = format!(
-            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace-period = \"1s\"\n\n[admin]\nlisten = \"{admin}\"\ntoken-env = \"ASIDE_ADMIN_TOKEN\"\n\n[store]\npath = \"{}\"\nhot-capacity = \"64MiB\"\ncold-capacity = \"1GiB\"\n\n[[upstream]]\nname = \"origin\"\nurl = \"{}\"\nconnect-timeout = \"1s\"\nread-timeout = \"2s\"\n{}\n",
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace-period = \"1s\"\n{}\n[admin]\nlisten = \"{admin}\"\ntoken-env = \"ASIDE_ADMIN_TOKEN\"\n\n[store]\npath = \"{}\"\nhot-capacity = \"64MiB\"\ncold-capacity = \"1GiB\"\n\n[[upstream]]\nname = \"origin\"\nurl = \"{}\"\nconnect-timeout = \"1s\"\nread-timeout = \"2s\"\n{}\n",
+            self.server_extra,
             dir.join("aside.redb").display(),
             self.upstream,
             self.upstream_extra,

@@ -185,3 +185,44 @@ async fn admin_reload_applies_a_new_route_and_rejects_a_bad_file() {
         "old config keeps serving"
     );
 }
+
+#[tokio::test]
+async fn access_log_can_be_turned_off_and_back_on_by_reload() {
+    let origin = Origin::start(|_, _| Reply::ok("a").header("cache-control", "max-age=60")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .server("access-log = false")
+        .start()
+        .await;
+    assert_eq!(aside.get("/quiet").await.status, 200);
+    assert_eq!(aside.get("/quiet").await.x_cache(), "HIT");
+
+    let on = std::fs::read_to_string(&aside.config_path)
+        .unwrap()
+        .replace("access-log = false", "access-log = true");
+    std::fs::write(&aside.config_path, on).unwrap();
+    let resp = aside.admin("POST", "/admin/reload").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    aside.get("/loud").await;
+
+    // Lines are written in order: once /loud is there, /quiet would be too.
+    let logged = eventually(Duration::from_secs(5), || async {
+        aside.log().contains("path=/loud")
+    })
+    .await;
+    let log = aside.log();
+    assert!(logged, "{log}");
+    assert!(!log.contains("path=/quiet"), "{log}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn transparent_huge_pages_are_off_for_the_process() {
+    let origin = Origin::start(|_, _| Reply::ok("t")).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", aside.pid())).unwrap();
+    // The line exists since Linux 5.0; on older kernels there is nothing to check.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert!(line.ends_with('0'), "{line}");
+    }
+}
