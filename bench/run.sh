@@ -47,6 +47,12 @@ else
   cores=$(nproc)
   slug=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["machine"]["slug"])' "$raw")
   name="bench/results/$(date +%F)-${cores}c-${slug}"
+  # Never overwrite an earlier run of the same day: number the next one.
+  if [ -e "$name.md" ]; then
+    n=2
+    while [ -e "$name-$n.md" ]; do n=$((n + 1)); done
+    name="$name-$n"
+  fi
   cp "$raw" "$name.json"
   $py bench/report.py "$raw" --out "$name.md"
   echo "saved $name.md (raw data: $name.json)"
