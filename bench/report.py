@@ -82,6 +82,8 @@ def render(raw):
     m = raw["machine"]
     lines = []
     title = "Aside benchmark" + (" (SMOKE RUN: numbers are not meaningful)" if raw["smoke"] else "")
+    if raw.get("servers"):
+        title += f" (PARTIAL RUN: only {', '.join(raw['servers'])}; ratios against missing servers are meaningless)"
     lines += [f"# {title}: {raw['date']}, {m['cores']} cores, {m['cpu_model']}", ""]
     lines += [
         f"- Command: `make bench` (`bench/run.sh`), Aside build: {raw['aside_build']} (`{raw['aside_binary']}`)"
@@ -91,7 +93,8 @@ def render(raw):
         f"- Servers pinned to CPU 0, wrk (1 thread), the storm client and the origin to CPU 1"
         + ("" if raw["pinned"] else " (NOT pinned: fewer than 2 CPUs or no taskset)"),
         f"- Aside 1 worker thread; nginx `worker_processes 1`; Varnish 1 thread pool; "
-        f"all keep-alive to the origin; TTL 1h everywhere; nginx `proxy_cache_lock on`",
+        f"all keep-alive to the origin; TTL 1h everywhere; nginx `proxy_cache_lock on`; "
+        f"no access logs (nginx `access_log off`, Aside `access-log = false`, no `varnishncsa`)",
         f"- Load average at start {' '.join(raw.get('loadavg_start', []))}, at end "
         f"{' '.join(raw.get('loadavg_end', []))}; elapsed {raw.get('elapsed_s', '?')} s",
         f"- {raw['tools'].get('nginx')}; {raw['tools'].get('varnish')}; {raw['tools'].get('wrk')}; "

@@ -155,12 +155,13 @@ pub enum TokenSource {
 pub struct StoreSettings {
     /// The redb file of the cold tier. Default: `data/aside.redb`.
     pub path: PathBuf,
-    /// Memory tier budget in bytes. Default: 256 MiB.
+    /// Memory tier budget in bytes (the proxy gives 1/16 of it, at most 16 MiB,
+    /// to decoded response headers). Default: 256 MiB.
     pub hot_capacity: u64,
     /// Disk tier budget in bytes. Default: 10 GiB.
     pub cold_capacity: u64,
-    /// Memory for caching pages of the disk tier file (redb's page cache);
-    /// the OS page cache does the rest. Default: 4 MiB.
+    /// Memory redb may use for pages of the disk tier file (its read cache and
+    /// write buffer); the OS page cache does the rest. Default: 4 MiB.
     pub cold_cache: usize,
     /// Longest KV key in bytes. Default: 512.
     pub max_key_bytes: usize,

@@ -191,3 +191,21 @@ fn config_reference_example_parses() {
     assert!(e.message.contains("WEATHER_API_KEY"), "{e}");
     round_trip(&c);
 }
+
+#[test]
+fn access_log_and_cold_cache_are_read_and_round_trip() {
+    let text = "[server]\naccess-log = false\n[store]\ncold-cache = \"1MiB\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n";
+    let c = parse_config(text, "t.toml", &no_env).unwrap();
+    assert!(!c.server.access_log);
+    assert_eq!(c.store.cold_cache, 1 << 20);
+    round_trip(&c);
+
+    let c = parse_config(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n",
+        "t.toml",
+        &no_env,
+    )
+    .unwrap();
+    assert!(c.server.access_log);
+    assert_eq!(c.store.cold_cache, 4 << 20);
+}

@@ -63,6 +63,10 @@ fn syntax_and_unknown_keys() {
             "t.toml:7: route[0].key.ignore: unknown key (expected one of: ignore-query, sort-query, headers)",
         ),
         (
+            "[server]\naccess-log = \"yes\"\n",
+            "t.toml:2: server.access-log: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
             "[server]\nthreads = \"two\"\n",
             "t.toml:2: server.threads: invalid type: string \"two\", expected an integer",
         ),
@@ -134,6 +138,7 @@ fn server_admin_store_errors() {
             "t.toml:2: store.hot-capacity: \"10 megs\" is not a size, e.g. \"256MiB\" or \"512KB\"",
         ),
         (&format!("[store]\ncold-capacity = \"0\"\n{BASE}"), "t.toml:2: store.cold-capacity: must be more than 0 bytes"),
+        (&format!("[store]\ncold-cache = \"0\"\n{BASE}"), "t.toml:2: store.cold-cache: must be more than 0 bytes"),
         (
             &format!("[store]\ncold-cache = \"lots\"\n{BASE}"),
             "t.toml:2: store.cold-cache: \"lots\" is not a size, e.g. \"256MiB\" or \"512KB\"",

@@ -58,14 +58,53 @@ pub fn store_config(config: &Config) -> StoreConfig {
     sc
 }
 
+/// A reload: `Ok` lists the changed settings that wait for a restart.
+pub type ReloadFn = dyn Fn() -> Result<Vec<String>, String> + Send + Sync;
+
 /// Re-read the config and swap it in; the old config keeps serving on error.
-pub fn reload(shared: &Shared, source: &Source, overrides: &Overrides) -> Result<(), String> {
+///
+/// Routes, upstreams, `purge-allow` and `access-log` apply to the next request.
+/// Listeners, threads, the grace period, the admin token and the store are
+/// fixed at start (`started`): where the file now differs, the setting is
+/// returned (and logged).
+pub fn reload(
+    shared: &Shared,
+    started: &Config,
+    source: &Source,
+    overrides: &Overrides,
+) -> Result<Vec<String>, String> {
     let config = Arc::new(settings::load(source, overrides)?);
     let live = Live::new(config.clone()).map_err(|e| format!("{e:#}"))?;
+    let restart_needed = restart_needed(started, &config);
     shared.live.store(Arc::new(live));
     shared.config.store(config);
-    tracing::info!("configuration reloaded");
-    Ok(())
+    if restart_needed.is_empty() {
+        tracing::info!("configuration reloaded");
+    } else {
+        tracing::warn!(
+            restart_needed = %restart_needed.join(", "),
+            "configuration reloaded; these changed settings take effect at the next restart"
+        );
+    }
+    Ok(restart_needed)
+}
+
+/// The settings read only at start that differ between the running `old` and `new`.
+fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.server, &new.server);
+    [
+        ("server.listen", o.listen != n.listen),
+        ("server.threads", o.threads != n.threads),
+        ("server.grace-period", o.grace_period != n.grace_period),
+        ("server.tls", o.tls != n.tls),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("admin.token", old.admin.token != new.admin.token),
+        ("store", old.store != new.store),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name.to_owned())
+    .collect()
 }
 
 /// Run Aside until SIGTERM/SIGINT.
@@ -145,9 +184,10 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let admin_listener = std::net::TcpListener::bind(config.admin.listen)
         .with_context(|| format!("cannot bind admin listener {}", config.admin.listen))?;
     admin_listener.set_nonblocking(true)?;
-    let reload_fn: Arc<dyn Fn() -> Result<(), String> + Send + Sync> = {
+    let reload_fn: Arc<ReloadFn> = {
         let shared = shared.clone();
-        Arc::new(move || reload(&shared, &source, &overrides))
+        let started = config.clone();
+        Arc::new(move || reload(&shared, &started, &source, &overrides))
     };
     let admin_state = crate::admin::AdminState {
         store,
@@ -209,7 +249,7 @@ impl BackgroundService for AdminService {
 
 /// Re-reads the config on SIGHUP.
 struct Reloader {
-    reload: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    reload: Arc<ReloadFn>,
 }
 
 #[async_trait]
@@ -226,6 +266,7 @@ impl BackgroundService for Reloader {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
+                    // Success (and settings waiting for a restart) is logged by `reload`.
                     if let Err(e) = (self.reload)() {
                         tracing::error!(error = %e, "reload rejected; the old configuration keeps serving");
                     }

@@ -421,6 +421,15 @@ impl HandleMiss for AsideMiss {
 mod tests {
     use super::*;
 
+    #[test]
+    fn decoded_metas_take_a_sixteenth_of_the_hot_budget_at_most_16_mib() {
+        assert_eq!(decoded_share(8 << 20), 512 << 10);
+        assert_eq!(decoded_share(64 << 20), 4 << 20);
+        assert_eq!(decoded_share(256 << 20), 16 << 20);
+        assert_eq!(decoded_share(4 << 30), 16 << 20);
+        assert_eq!(decoded_share(1), 0);
+    }
+
     fn meta() -> CacheMeta {
         let mut header = ResponseHeader::build(200, None).unwrap();
         header.insert_header("cache-control", "max-age=60").unwrap();

@@ -146,9 +146,21 @@ async fn healthz_reload_and_metrics() {
     let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;
     assert_eq!(
         (status, body),
-        (StatusCode::OK, json!({"data": {"reloaded": true}}))
+        (
+            StatusCode::OK,
+            json!({"data": {"reloaded": true, "restartNeeded": []}})
+        )
     );
-    let message = "conf/aside.toml:3: server.lisen: unknown key (expected one of: listen, threads)";
+    *admin.reload_result.lock().unwrap() = Ok(vec!["store".to_owned()]);
+    let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"data": {"reloaded": true, "restartNeeded": ["store"]}})
+        )
+    );
+    let message = "conf/aside.toml:3: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, tls)";
     *admin.reload_result.lock().unwrap() = Err(message.to_owned());
     let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_config");

@@ -409,7 +409,7 @@ impl AsideBuilder {
     }
 
     /// Extra keys for the `[server]` table (TOML lines).
-    pub fn server(mut self, toml: &str) -> Self {
+    pub fn server_extra(mut self, toml: &str) -> Self {
         self.server_extra.push_str(toml);
         self.server_extra.push('\n');
         self

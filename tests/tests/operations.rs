@@ -187,32 +187,69 @@ async fn admin_reload_applies_a_new_route_and_rejects_a_bad_file() {
 }
 
 #[tokio::test]
-async fn access_log_can_be_turned_off_and_back_on_by_reload() {
+async fn access_log_switches_on_and_off_by_reload_and_restart_only_settings_are_reported() {
     let origin = Origin::start(|_, _| Reply::ok("a").header("cache-control", "max-age=60")).await;
     let aside = Aside::builder()
         .upstream(&origin.url())
-        .server("access-log = false")
+        .server_extra("access-log = false")
         .start()
         .await;
-    assert_eq!(aside.get("/quiet").await.status, 200);
-    assert_eq!(aside.get("/quiet").await.x_cache(), "HIT");
+    let reload = |from: &'static str, to: &'static str| {
+        let text = std::fs::read_to_string(&aside.config_path).unwrap();
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&aside.config_path, text.replace(from, to)).unwrap();
+        let request = aside.admin("POST", "/admin/reload");
+        async move {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    assert_eq!(aside.get("/quiet-1").await.status, 200);
 
-    let on = std::fs::read_to_string(&aside.config_path)
-        .unwrap()
-        .replace("access-log = false", "access-log = true");
-    std::fs::write(&aside.config_path, on).unwrap();
-    let resp = aside.admin("POST", "/admin/reload").send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    aside.get("/loud").await;
+    let body = reload("access-log = false", "access-log = true").await;
+    assert_eq!(
+        body["data"]["restartNeeded"],
+        serde_json::json!([]),
+        "{body}"
+    );
+    assert_eq!(aside.get("/loud-1").await.status, 200);
 
-    // Lines are written in order: once /loud is there, /quiet would be too.
+    let body = reload("access-log = true", "access-log = false").await;
+    assert_eq!(
+        body["data"]["restartNeeded"],
+        serde_json::json!([]),
+        "{body}"
+    );
+    assert_eq!(aside.get("/quiet-2").await.status, 200);
+
+    // The store is opened once: a new capacity is reported, not silently dropped.
+    let body = reload("hot-capacity = \"64MiB\"", "hot-capacity = \"32MiB\"").await;
+    assert_eq!(
+        body["data"]["restartNeeded"],
+        serde_json::json!(["store"]),
+        "{body}"
+    );
+
+    // Still reported: the running store has the old capacity.
+    let body = reload("access-log = false", "access-log = true").await;
+    assert_eq!(
+        body["data"]["restartNeeded"],
+        serde_json::json!(["store"]),
+        "{body}"
+    );
+    assert_eq!(aside.get("/loud-2").await.status, 200);
+
+    // Lines are written in order: once /loud-2 is there, a /quiet line would be too.
     let logged = eventually(Duration::from_secs(5), || async {
-        aside.log().contains("path=/loud")
+        aside.log().contains("path=/loud-2")
     })
     .await;
     let log = aside.log();
     assert!(logged, "{log}");
+    assert!(log.contains("path=/loud-1"), "{log}");
     assert!(!log.contains("path=/quiet"), "{log}");
+    assert!(log.contains("take effect at the next restart"), "{log}");
 }
 
 #[cfg(target_os = "linux")]
@@ -221,7 +258,8 @@ async fn transparent_huge_pages_are_off_for_the_process() {
     let origin = Origin::start(|_, _| Reply::ok("t")).await;
     let aside = Aside::builder().upstream(&origin.url()).start().await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", aside.pid())).unwrap();
-    // The line exists since Linux 5.0; on older kernels there is nothing to check.
+    // The line exists since Linux 5.0 (and reads 0 on kernels built without THP):
+    // on such kernels there is nothing to check.
     if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
         assert!(line.ends_with('0'), "{line}");
     }

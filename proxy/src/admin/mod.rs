@@ -43,8 +43,9 @@ pub struct AdminState {
     pub config: Arc<arc_swap::ArcSwap<aside_policies::Config>>,
     /// The bearer token every request but `/healthz` must present (already resolved).
     pub token: Arc<str>,
-    /// Re-reads the config file; `Err` carries the validation message for the client.
-    pub reload: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Re-reads the config file; `Ok` lists changed settings that only a restart
+    /// applies, `Err` carries the validation message for the client.
+    pub reload: Arc<crate::server::ReloadFn>,
 }
 
 /// The success envelope: `{"data": ...}`.

@@ -19,8 +19,13 @@ pub struct Health {
 
 /// `POST /admin/reload` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Reloaded {
     pub reloaded: bool,
+    /// Settings that changed in the file but only take effect at the next
+    /// restart (listeners, threads, the admin token, the store).
+    #[schema(example = json!(["store"]))]
+    pub restart_needed: Vec<String>,
 }
 
 /// Liveness probe; the only route that needs no token.
@@ -37,7 +42,8 @@ pub async fn healthz() -> Json<Data<Health>> {
     })
 }
 
-/// Re-read the config file (same as SIGHUP). A bad file is rejected and the old config keeps serving.
+/// Re-read the config file (same as SIGHUP). A bad file is rejected and the old config keeps serving;
+/// `restartNeeded` names changed settings that only a restart applies.
 #[utoipa::path(
     post,
     path = "/admin/reload",
@@ -55,8 +61,11 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Json<Data<Reloade
         .await
         .map_err(|e| ApiError::Internal(format!("reload task failed: {e}")))?;
     match outcome {
-        Ok(()) => Ok(Json(Data {
-            data: Reloaded { reloaded: true },
+        Ok(restart_needed) => Ok(Json(Data {
+            data: Reloaded {
+                reloaded: true,
+                restart_needed,
+            },
         })),
         Err(message) => Err(ApiError::BadRequest {
             code: "invalid_config",

@@ -25,7 +25,7 @@ pub struct Admin {
     pub clock: Arc<MockClock>,
     pub config: Arc<ArcSwap<Config>>,
     /// What the next `POST /admin/reload` answers.
-    pub reload_result: Arc<Mutex<Result<(), String>>>,
+    pub reload_result: Arc<Mutex<Result<Vec<String>, String>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -53,7 +53,7 @@ pub async fn start() -> Admin {
     .await
     .expect("open store");
     let config = Arc::new(ArcSwap::from_pointee(test_config()));
-    let reload_result = Arc::new(Mutex::new(Ok(())));
+    let reload_result = Arc::new(Mutex::new(Ok(Vec::new())));
     let reload = {
         let result = reload_result.clone();
         Arc::new(move || result.lock().expect("lock").clone())
