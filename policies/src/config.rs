@@ -86,6 +86,13 @@ pub struct Server {
     pub grace_period: Duration,
     /// One log line per request (target `aside::access`). Default: true.
     pub access_log: bool,
+    /// Per-connection read buffer of the plain HTTP listeners (TLS listeners keep
+    /// 64 KiB: TLS records are read 16 KiB at a time). Default: 4 KiB.
+    pub read_buffer: usize,
+    /// Per-connection write buffer: a response whose header and body fit leaves
+    /// in one `send` (a body that does not fit is written after the header).
+    /// Default: 80 KiB (a 64 KiB body with up to 16 KiB of headers).
+    pub write_buffer: usize,
     /// Optional TLS listener.
     pub tls: Option<ListenerTls>,
 }
@@ -97,6 +104,8 @@ impl Default for Server {
             threads: 2,
             grace_period: Duration::from_secs(5),
             access_log: true,
+            read_buffer: 4 << 10,
+            write_buffer: 80 << 10,
             tls: None,
         }
     }

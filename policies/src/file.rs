@@ -56,6 +56,8 @@ pub struct FileServer {
     pub threads: Option<i64>,
     pub grace_period: Option<String>,
     pub access_log: Option<bool>,
+    pub read_buffer: Option<String>,
+    pub write_buffer: Option<String>,
     pub tls: Option<FileTls>,
 }
 

@@ -42,6 +42,8 @@ pub fn to_file(c: &Config) -> FileConfig {
             threads: Some(c.server.threads as i64),
             grace_period: Some(format_duration(c.server.grace_period)),
             access_log: Some(c.server.access_log),
+            read_buffer: Some(format_size(c.server.read_buffer as u64)),
+            write_buffer: Some(format_size(c.server.write_buffer as u64)),
             tls: c.server.tls.as_ref().map(|t| FileTls {
                 listen: Some(many(&t.listen)),
                 cert: Some(path_str(&t.cert)),

@@ -163,6 +163,9 @@ pub(crate) fn validate(f: &FileConfig, env: Env<'_>) -> Result<Config> {
     })
 }
 
+/// Largest per-connection buffer accepted (`server.read-buffer`, `write-buffer`).
+const MAX_BUFFER: u64 = 16 << 20;
+
 fn server(f: &FileServer) -> Result<Server> {
     let d = Server::default();
     let listen = match &f.listen {
@@ -182,11 +185,24 @@ fn server(f: &FileServer) -> Result<Server> {
     let grace_period =
         duration("server.grace-period", f.grace_period.as_ref())?.unwrap_or(d.grace_period);
     let tls = f.tls.as_ref().map(|t| tls(t, &listen)).transpose()?;
+    let buffer = |key: &str, v: Option<&String>, default: usize| -> Result<usize> {
+        match size(key, v)? {
+            None => Ok(default),
+            Some(n) if n <= MAX_BUFFER => Ok(n as usize),
+            Some(_) => Err(err(key, "must be at most 16MiB")),
+        }
+    };
     Ok(Server {
         listen,
         threads,
         grace_period,
         access_log: f.access_log.unwrap_or(d.access_log),
+        read_buffer: buffer("server.read-buffer", f.read_buffer.as_ref(), d.read_buffer)?,
+        write_buffer: buffer(
+            "server.write-buffer",
+            f.write_buffer.as_ref(),
+            d.write_buffer,
+        )?,
         tls,
     })
 }

@@ -193,10 +193,14 @@ fn config_reference_example_parses() {
 }
 
 #[test]
-fn access_log_and_cold_cache_are_read_and_round_trip() {
-    let text = "[server]\naccess-log = false\n[store]\ncold-cache = \"1MiB\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n";
+fn access_log_buffers_and_cold_cache_are_read_and_round_trip() {
+    let text = "[server]\naccess-log = false\nread-buffer = \"1KiB\"\nwrite-buffer = \"1MiB\"\n[store]\ncold-cache = \"1MiB\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n";
     let c = parse_config(text, "t.toml", &no_env).unwrap();
     assert!(!c.server.access_log);
+    assert_eq!(
+        (c.server.read_buffer, c.server.write_buffer),
+        (1 << 10, 1 << 20)
+    );
     assert_eq!(c.store.cold_cache, 1 << 20);
     round_trip(&c);
 
@@ -207,5 +211,9 @@ fn access_log_and_cold_cache_are_read_and_round_trip() {
     )
     .unwrap();
     assert!(c.server.access_log);
+    assert_eq!(
+        (c.server.read_buffer, c.server.write_buffer),
+        (4 << 10, 80 << 10)
+    );
     assert_eq!(c.store.cold_cache, 4 << 20);
 }

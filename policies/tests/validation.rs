@@ -48,7 +48,7 @@ fn syntax_and_unknown_keys() {
         ("[server]\nlisten = \n", "t.toml:2: invalid string; expected `\"`, `'`"),
         (
             "[server]\nthreads = 2\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
-            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, tls)",
+            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, read-buffer, write-buffer, tls)",
         ),
         (
             "[servr]\nlisten = \"x\"\n",
@@ -61,6 +61,14 @@ fn syntax_and_unknown_keys() {
         (
             &format!("{BASE}key = {{ ignore = [\"a\"] }}\n"),
             "t.toml:7: route[0].key.ignore: unknown key (expected one of: ignore-query, sort-query, headers)",
+        ),
+        (
+            "[server]\nwrite-buffer = \"17MiB\"\n",
+            "t.toml:2: server.write-buffer: must be at most 16MiB",
+        ),
+        (
+            "[server]\nread-buffer = \"0B\"\n",
+            "t.toml:2: server.read-buffer: must be more than 0 bytes",
         ),
         (
             "[server]\naccess-log = \"yes\"\n",

@@ -8,6 +8,8 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_cache::lock::CacheLock;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_BUFFER_SIZE};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -164,18 +166,26 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         },
         "aside proxy",
     );
+    // pingora's defaults are a 64 KiB read and a 1460-byte write buffer per
+    // connection: the header of a hit then leaves in one send and its body in
+    // another, and idle keep-alive connections hold 64 KiB each (bench/PROFILE.md).
+    let buffers = L4BufferSettings::new(config.server.read_buffer, config.server.write_buffer);
     for addr in &config.server.listen {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     if let Some(tls) = &config.server.tls {
+        let tls_buffers = buffers.read(DEFAULT_L4_READ_BUFFER_SIZE);
         for addr in &tls.listen {
-            proxy
-                .add_tls(
-                    &addr.to_string(),
-                    &tls.cert.display().to_string(),
-                    &tls.key.display().to_string(),
-                )
-                .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+            let settings = TlsSettings::intermediate(
+                &tls.cert.display().to_string(),
+                &tls.key.display().to_string(),
+            )
+            .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+            proxy.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(settings)
+                    .l4_buffer(tls_buffers),
+            );
         }
     }
     server.add_service(proxy);

@@ -415,3 +415,33 @@ async fn bad_config_on_reload_keeps_the_old_one() {
     assert!(logged, "{}", aside.log());
     assert_eq!(aside.get("/still").await.status, 200);
 }
+
+#[tokio::test]
+async fn connection_buffers_of_any_size_carry_large_requests_and_responses() {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let served = body.clone();
+    let origin = Origin::start(move |_, _| {
+        Reply::ok(served.clone()).header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let big_header = "v".repeat(6000);
+    // Tiny buffers, and the defaults (a body larger than the 80 KiB write buffer).
+    for server in ["read-buffer = \"512B\"\nwrite-buffer = \"1KiB\"", ""] {
+        let aside = Aside::builder()
+            .upstream(&origin.url())
+            .server_extra(server)
+            .start()
+            .await;
+        for expected in ["MISS", "HIT"] {
+            let resp = aside
+                .request("GET", "/big", &[("x-big", big_header.as_str())])
+                .await;
+            assert_eq!((resp.status, resp.x_cache()), (200, expected), "{server}");
+            assert!(
+                resp.body == body,
+                "{server}: body differs ({} bytes)",
+                resp.body.len()
+            );
+        }
+    }
+}
