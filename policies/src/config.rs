@@ -84,6 +84,9 @@ pub struct Server {
     pub threads: usize,
     /// Time given to in-flight requests at shutdown. Default: 5s.
     pub grace_period: Duration,
+    /// How long an idle client connection is kept open for its next request (a
+    /// shorter `Keep-Alive: timeout` from the client wins). Default: 60s.
+    pub keepalive_timeout: Duration,
     /// One log line per request (target `aside::access`). Default: true.
     pub access_log: bool,
     /// Per-connection read buffer of the plain HTTP listeners (TLS listeners keep
@@ -103,6 +106,7 @@ impl Default for Server {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             threads: 2,
             grace_period: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(60),
             access_log: true,
             read_buffer: 4 << 10,
             write_buffer: 80 << 10,

@@ -55,6 +55,7 @@ pub struct FileServer {
     pub listen: Option<OneOrMany>,
     pub threads: Option<i64>,
     pub grace_period: Option<String>,
+    pub keepalive_timeout: Option<String>,
     pub access_log: Option<bool>,
     pub read_buffer: Option<String>,
     pub write_buffer: Option<String>,

@@ -41,6 +41,7 @@ pub fn to_file(c: &Config) -> FileConfig {
             listen: Some(many(&c.server.listen)),
             threads: Some(c.server.threads as i64),
             grace_period: Some(format_duration(c.server.grace_period)),
+            keepalive_timeout: Some(format_duration(c.server.keepalive_timeout)),
             access_log: Some(c.server.access_log),
             read_buffer: Some(format_size(c.server.read_buffer as u64)),
             write_buffer: Some(format_size(c.server.write_buffer as u64)),

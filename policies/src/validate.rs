@@ -196,6 +196,14 @@ fn server(f: &FileServer) -> Result<Server> {
         listen,
         threads,
         grace_period,
+        keepalive_timeout: match positive_duration(
+            "server.keepalive-timeout",
+            f.keepalive_timeout.as_ref(),
+        )? {
+            None => d.keepalive_timeout,
+            Some(t) if t >= Duration::from_secs(1) => t,
+            Some(_) => return Err(err("server.keepalive-timeout", "must be at least 1s")),
+        },
         access_log: f.access_log.unwrap_or(d.access_log),
         read_buffer: buffer("server.read-buffer", f.read_buffer.as_ref(), d.read_buffer)?,
         write_buffer: buffer(

@@ -194,9 +194,10 @@ fn config_reference_example_parses() {
 
 #[test]
 fn access_log_buffers_and_cold_cache_are_read_and_round_trip() {
-    let text = "[server]\naccess-log = false\nread-buffer = \"1KiB\"\nwrite-buffer = \"1MiB\"\n[store]\ncold-cache = \"1MiB\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n";
+    let text = "[server]\nkeepalive-timeout = \"5s\"\naccess-log = false\nread-buffer = \"1KiB\"\nwrite-buffer = \"1MiB\"\n[store]\ncold-cache = \"1MiB\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n[[route]]\n";
     let c = parse_config(text, "t.toml", &no_env).unwrap();
     assert!(!c.server.access_log);
+    assert_eq!(c.server.keepalive_timeout, Duration::from_secs(5));
     assert_eq!(
         (c.server.read_buffer, c.server.write_buffer),
         (1 << 10, 1 << 20)
@@ -211,6 +212,7 @@ fn access_log_buffers_and_cold_cache_are_read_and_round_trip() {
     )
     .unwrap();
     assert!(c.server.access_log);
+    assert_eq!(c.server.keepalive_timeout, Duration::from_secs(60));
     assert_eq!(
         (c.server.read_buffer, c.server.write_buffer),
         (4 << 10, 80 << 10)

@@ -48,7 +48,7 @@ fn syntax_and_unknown_keys() {
         ("[server]\nlisten = \n", "t.toml:2: invalid string; expected `\"`, `'`"),
         (
             "[server]\nthreads = 2\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
-            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, read-buffer, write-buffer, tls)",
+            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, keepalive-timeout, access-log, read-buffer, write-buffer, tls)",
         ),
         (
             "[servr]\nlisten = \"x\"\n",
@@ -61,6 +61,10 @@ fn syntax_and_unknown_keys() {
         (
             &format!("{BASE}key = {{ ignore = [\"a\"] }}\n"),
             "t.toml:7: route[0].key.ignore: unknown key (expected one of: ignore-query, sort-query, headers)",
+        ),
+        (
+            "[server]\nkeepalive-timeout = \"500ms\"\n",
+            "t.toml:2: server.keepalive-timeout: must be at least 1s",
         ),
         (
             "[server]\nwrite-buffer = \"17MiB\"\n",

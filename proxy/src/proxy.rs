@@ -294,6 +294,14 @@ impl ProxyHttp for AsideProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.shared.live.load_full();
+        // pingora keeps an HTTP/1.1 connection open forever between requests
+        // (`Some(0)`); bound it, and keep a client's shorter `Keep-Alive: timeout`.
+        let idle = live.config.server.keepalive_timeout.as_secs().max(1);
+        if let Some(t) = session.get_keepalive() {
+            if t == 0 || t > idle {
+                session.set_keepalive(Some(idle));
+            }
+        }
         ctx.scheme = if session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())

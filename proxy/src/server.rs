@@ -65,7 +65,8 @@ pub type ReloadFn = dyn Fn() -> Result<Vec<String>, String> + Send + Sync;
 
 /// Re-read the config and swap it in; the old config keeps serving on error.
 ///
-/// Routes, upstreams, `purge-allow` and `access-log` apply to the next request.
+/// Routes, upstreams, `purge-allow`, `keepalive-timeout` and `access-log` apply
+/// to the next request.
 /// Listeners, threads, the grace period, the admin token and the store are
 /// fixed at start (`started`): where the file now differs, the setting is
 /// returned (and logged).

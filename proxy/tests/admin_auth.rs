@@ -160,7 +160,7 @@ async fn healthz_reload_and_metrics() {
             json!({"data": {"reloaded": true, "restartNeeded": ["store"]}})
         )
     );
-    let message = "conf/aside.toml:3: server.lisen: unknown key (expected one of: listen, threads, grace-period, access-log, read-buffer, write-buffer, tls)";
+    let message = "conf/aside.toml:3: server.lisen: unknown key (expected one of: listen, threads, grace-period, keepalive-timeout, access-log, read-buffer, write-buffer, tls)";
     *admin.reload_result.lock().unwrap() = Err(message.to_owned());
     let (status, body) = send(admin.req(Method::POST, "/admin/reload")).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_config");

@@ -264,3 +264,51 @@ async fn transparent_huge_pages_are_off_for_the_process() {
         assert!(line.ends_with('0'), "{line}");
     }
 }
+
+/// One request on `conn` (HTTP/1.1, keep-alive); the whole response.
+async fn exchange(conn: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).ends_with("\r\n\r\nok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn idle_client_connections_are_closed_after_the_keepalive_timeout() {
+    use tokio::io::AsyncReadExt;
+    let origin = Origin::start(|_, _| Reply::ok("ok").header("cache-control", "max-age=60")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .server_extra("keepalive-timeout = \"1s\"")
+        .start()
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(aside.addr).await.unwrap();
+    assert!(exchange(&mut conn, "/k").await.starts_with("HTTP/1.1 200"));
+    // Reused within the timeout.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(exchange(&mut conn, "/k").await.starts_with("HTTP/1.1 200"));
+    // Idle past it: the server closes (read returns 0), well before pingora's own
+    // unbounded HTTP/1.1 keep-alive would.
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
