@@ -84,8 +84,8 @@ pub struct Server {
     pub threads: usize,
     /// Time given to in-flight requests at shutdown. Default: 5s.
     pub grace_period: Duration,
-    /// How long an idle client connection is kept open for its next request (a
-    /// shorter `Keep-Alive: timeout` from the client wins). Default: 60s.
+    /// How long an idle client connection is kept open for its next request,
+    /// whole seconds (pingora's unit). Default: 60s.
     pub keepalive_timeout: Duration,
     /// One log line per request (target `aside::access`). Default: true.
     pub access_log: bool,
@@ -94,6 +94,9 @@ pub struct Server {
     pub read_buffer: usize,
     /// Per-connection write buffer: a response whose header and body fit leaves
     /// in one `send` (a body that does not fit is written after the header).
+    /// pingora flushes a `Content-Length` body only when the buffer fills or the
+    /// body ends, so a trickling origin reaches clients (header included) in
+    /// pieces of this size.
     /// Default: 80 KiB (a 64 KiB body with up to 16 KiB of headers).
     pub write_buffer: usize,
     /// Optional TLS listener.

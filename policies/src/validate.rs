@@ -201,8 +201,13 @@ fn server(f: &FileServer) -> Result<Server> {
             f.keepalive_timeout.as_ref(),
         )? {
             None => d.keepalive_timeout,
-            Some(t) if t >= Duration::from_secs(1) => t,
-            Some(_) => return Err(err("server.keepalive-timeout", "must be at least 1s")),
+            Some(t) if t >= Duration::from_secs(1) && t.subsec_nanos() == 0 => t,
+            Some(_) => {
+                return Err(err(
+                    "server.keepalive-timeout",
+                    "must be a whole number of seconds, at least 1s",
+                ))
+            }
         },
         access_log: f.access_log.unwrap_or(d.access_log),
         read_buffer: buffer("server.read-buffer", f.read_buffer.as_ref(), d.read_buffer)?,

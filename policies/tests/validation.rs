@@ -64,7 +64,15 @@ fn syntax_and_unknown_keys() {
         ),
         (
             "[server]\nkeepalive-timeout = \"500ms\"\n",
-            "t.toml:2: server.keepalive-timeout: must be at least 1s",
+            "t.toml:2: server.keepalive-timeout: must be a whole number of seconds, at least 1s",
+        ),
+        (
+            "[server]\nkeepalive-timeout = \"1500ms\"\n",
+            "t.toml:2: server.keepalive-timeout: must be a whole number of seconds, at least 1s",
+        ),
+        (
+            "[server]\nread-buffer = \"32MiB\"\n",
+            "t.toml:2: server.read-buffer: must be at most 16MiB",
         ),
         (
             "[server]\nwrite-buffer = \"17MiB\"\n",

@@ -295,12 +295,10 @@ impl ProxyHttp for AsideProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.shared.live.load_full();
         // pingora keeps an HTTP/1.1 connection open forever between requests
-        // (`Some(0)`); bound it, and keep a client's shorter `Keep-Alive: timeout`.
+        // (`Some(0)`): bound it. `None` (Connection: close, HTTP/1.0) stays.
         let idle = live.config.server.keepalive_timeout.as_secs().max(1);
-        if let Some(t) = session.get_keepalive() {
-            if t == 0 || t > idle {
-                session.set_keepalive(Some(idle));
-            }
+        if session.get_keepalive().is_some_and(|t| t == 0 || t > idle) {
+            session.set_keepalive(Some(idle));
         }
         ctx.scheme = if session
             .digest()
@@ -599,6 +597,10 @@ impl ProxyHttp for AsideProxy {
             pingora_cache::CachePhase::Disabled(_) if ctx.not_stored.is_some() => CacheStatus::Miss,
             phase => CacheStatus::from_phase(phase),
         };
+        // Hop-by-hop (RFC 9110 §7.6.1): an origin's idle hint is about its
+        // connection to us, not ours to the client (pingora forwards it).
+        resp.remove_header("keep-alive");
+        resp.remove_header("proxy-connection");
         let now = SystemTime::now();
         let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
             .then(|| session.cache.cache_meta());

@@ -67,8 +67,8 @@ pub type ReloadFn = dyn Fn() -> Result<Vec<String>, String> + Send + Sync;
 ///
 /// Routes, upstreams, `purge-allow`, `keepalive-timeout` and `access-log` apply
 /// to the next request.
-/// Listeners, threads, the grace period, the admin token and the store are
-/// fixed at start (`started`): where the file now differs, the setting is
+/// Listeners, threads, connection buffers, the grace period, the admin token
+/// and the store are fixed at start (`started`): where the file now differs, the setting is
 /// returned (and logged).
 pub fn reload(
     shared: &Shared,
@@ -99,6 +99,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         ("server.listen", o.listen != n.listen),
         ("server.threads", o.threads != n.threads),
         ("server.grace-period", o.grace_period != n.grace_period),
+        ("server.read-buffer", o.read_buffer != n.read_buffer),
+        ("server.write-buffer", o.write_buffer != n.write_buffer),
         ("server.tls", o.tls != n.tls),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),

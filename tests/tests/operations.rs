@@ -231,11 +231,15 @@ async fn access_log_switches_on_and_off_by_reload_and_restart_only_settings_are_
         "{body}"
     );
 
-    // Still reported: the running store has the old capacity.
-    let body = reload("access-log = false", "access-log = true").await;
+    // Still reported: the running store has the old capacity. Buffers too.
+    let body = reload(
+        "access-log = false",
+        "access-log = true\nwrite-buffer = \"16KiB\"",
+    )
+    .await;
     assert_eq!(
         body["data"]["restartNeeded"],
-        serde_json::json!(["store"]),
+        serde_json::json!(["server.write-buffer", "store"]),
         "{body}"
     );
     assert_eq!(aside.get("/loud-2").await.status, 200);

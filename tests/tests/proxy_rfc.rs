@@ -247,3 +247,21 @@ async fn injected_entries_are_served_as_hits() {
     assert_eq!(r.header("content-type"), "application/json");
     assert_eq!(origin.hits(), 0);
 }
+
+#[tokio::test]
+async fn hop_by_hop_keep_alive_headers_of_the_origin_are_not_forwarded() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("k")
+            .header("cache-control", "max-age=60")
+            .header("keep-alive", "timeout=5, max=100")
+            .header("proxy-connection", "keep-alive")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    for expected in ["MISS", "HIT"] {
+        let resp = aside.get("/hop").await;
+        assert_eq!(resp.x_cache(), expected);
+        assert_eq!(resp.header("keep-alive"), "", "{:?}", resp.headers);
+        assert_eq!(resp.header("proxy-connection"), "", "{:?}", resp.headers);
+    }
+}

@@ -304,3 +304,47 @@ fn version_and_help() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[tokio::test]
+async fn a_small_write_buffer_streams_a_trickled_miss_promptly() {
+    // The origin sends its header and 8 KiB of a 200,000-byte body, then stalls.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-length: 200000\r\ncache-control: max-age=60\r\n\r\n";
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&[b'a'; 8192]).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let _ = s.write_all(&vec![b'b'; 200_000 - 8192]).await;
+            });
+        }
+    });
+    let aside = Aside::builder()
+        .upstream(&format!("http://{addr}"))
+        .server_extra("write-buffer = \"1KiB\"")
+        .start()
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(aside.addr).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_millis(1500), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(b"GET /trickle HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        while got.iter().filter(|b| **b == b'a').count() < 8192 {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    })
+    .await
+    .expect("the header and the first 8 KiB arrive while the origin stalls");
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+}

@@ -23,7 +23,7 @@ pub struct Health {
 pub struct Reloaded {
     pub reloaded: bool,
     /// Settings that changed in the file but only take effect at the next
-    /// restart (listeners, threads, the admin token, the store).
+    /// restart (listeners, threads, connection buffers, the admin token, the store).
     #[schema(example = json!(["store"]))]
     pub restart_needed: Vec<String>,
 }
