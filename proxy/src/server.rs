@@ -117,6 +117,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
 /// # Errors
 /// The store cannot be opened, a listener cannot bind, or TLS files are invalid.
 pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Result<()> {
+    // Before anything is created on disk: pingora would panic on them later.
+    if let Some(tls) = &config.server.tls {
+        check_listener_tls(tls)?;
+    }
     let config = Arc::new(config);
     let data_dir = settings::data_dir(&config).to_path_buf();
     std::fs::create_dir_all(&data_dir)
@@ -288,4 +292,30 @@ impl BackgroundService for Reloader {
             }
         }
     }
+}
+
+/// Loads the TLS listener's certificate chain and key the way pingora's
+/// `TlsSettings::build` will, which panics (in a service thread, leaving the
+/// process to exit 0) on files it cannot use: here they are an error instead.
+fn check_listener_tls(tls: &aside_policies::ListenerTls) -> anyhow::Result<()> {
+    use pingora_core::tls;
+    let (cert, key) = (
+        tls.cert.display().to_string(),
+        tls.key.display().to_string(),
+    );
+    let bad = |why: String| anyhow::anyhow!("server.tls: cert {cert} / key {key}: {why}");
+    let Some((certs, key_der)) =
+        tls::load_certs_and_key_files(&cert, &key).map_err(|e| bad(e.to_string()))?
+    else {
+        return Err(bad(
+            "no PEM certificate in the cert file or no PEM private key (PKCS#1, PKCS#8 or SEC1) in the key file"
+                .to_owned(),
+        ));
+    };
+    tls::install_default_crypto_provider();
+    tls::ServerConfig::builder_with_protocol_versions(&[&tls::version::TLS12, &tls::version::TLS13])
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map(drop)
+        .map_err(|e| bad(e.to_string()))
 }

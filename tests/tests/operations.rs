@@ -316,3 +316,67 @@ async fn idle_client_connections_are_closed_after_the_keepalive_timeout() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn unusable_tls_files_stop_the_start_with_an_error() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cert_path = write("cert.pem", &cert.pem());
+    let other_key = write(
+        "other-key.pem",
+        &KeyPair::generate().unwrap().serialize_pem(),
+    );
+    let garbage = write("garbage.pem", "not a certificate\n");
+    for (case, cert_file, key_file, expected) in [
+        ("garbage", &garbage, &garbage, "no PEM certificate"),
+        ("mismatch", &cert_path, &other_key, "KeyMismatch"),
+    ] {
+        let data = dir.path().join(case);
+        std::fs::create_dir_all(&data).unwrap();
+        let addr = format!("127.0.0.1:{}", aside_tests::free_port())
+            .parse()
+            .unwrap();
+        let admin = format!("127.0.0.1:{}", aside_tests::free_port())
+            .parse()
+            .unwrap();
+        let text = Aside::builder()
+            .upstream("http://127.0.0.1:9")
+            .extra(&format!(
+                "[server.tls]\nlisten = \"127.0.0.1:{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                aside_tests::free_port(),
+                cert_file.display(),
+                key_file.display()
+            ))
+            .config_text(addr, admin, &data);
+        let config = data.join("aside.toml");
+        std::fs::write(&config, text).unwrap();
+        let run = tokio::process::Command::new(aside_tests::aside_bin())
+            .arg("--config")
+            .arg(&config)
+            .env("ASIDE_ADMIN_TOKEN", "test-token-0123456789")
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("aside exits")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(stderr.contains("server.tls: cert"), "{case}: {stderr}");
+        assert!(stderr.contains(expected), "{case}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        assert!(
+            !data.join("aside.redb").exists(),
+            "{case}: nothing created before the check"
+        );
+    }
+}
