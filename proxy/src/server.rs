@@ -68,8 +68,8 @@ pub type ReloadFn = dyn Fn() -> Result<Vec<String>, String> + Send + Sync;
 /// Routes, upstreams, `purge-allow`, `keepalive-timeout` and `access-log` apply
 /// to the next request.
 /// Listeners, threads, connection buffers, the grace period, the admin token
-/// and the store are fixed at start (`started`): where the file now differs, the setting is
-/// returned (and logged).
+/// and the store are fixed at start (`started`): where the file now differs,
+/// the setting is returned (and logged).
 pub fn reload(
     shared: &Shared,
     started: &Config,

@@ -194,6 +194,25 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A hand-written origin for what an HTTP library would not send (no `Date`,
+/// garbage, a stalled body): `serve` gets each accepted connection on its own task.
+pub async fn raw_origin<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw origin");
+    let addr = listener.local_addr().expect("raw origin addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
 /// Path of the `aside` binary built by cargo (`target/<profile>/aside`).
 pub fn aside_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("ASIDE_BIN") {

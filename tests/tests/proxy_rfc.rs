@@ -42,25 +42,21 @@ async fn age_includes_the_origin_age_and_reduces_freshness() {
 #[tokio::test]
 async fn date_is_added_when_the_origin_sends_none() {
     // A raw origin (axum would add a Date of its own); pingora's server sets it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let addr = aside_tests::raw_origin(|mut s| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\r\nx";
-                    if s.write_all(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let reply =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\r\nx";
+            if s.write_all(reply).await.is_err() {
+                break;
+            }
         }
-    });
+    })
+    .await;
     let aside = Aside::builder()
         .upstream(&format!("http://{addr}"))
         .start()

@@ -100,16 +100,13 @@ async fn slow_origin_gives_504_and_down_origin_gives_502() {
 
 #[tokio::test]
 async fn garbage_from_the_origin_gives_502() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let addr = aside_tests::raw_origin(|mut s| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"this is not http\r\n\r\n").await;
-        }
-    });
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"this is not http\r\n\r\n").await;
+    })
+    .await;
     let aside = Aside::builder()
         .upstream(&format!("http://{addr}"))
         .start()
@@ -308,22 +305,17 @@ fn version_and_help() {
 #[tokio::test]
 async fn a_small_write_buffer_streams_a_trickled_miss_promptly() {
     // The origin sends its header and 8 KiB of a 200,000-byte body, then stalls.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let addr = aside_tests::raw_origin(|mut s| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-length: 200000\r\ncache-control: max-age=60\r\n\r\n";
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&[b'a'; 8192]).await;
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                let _ = s.write_all(&vec![b'b'; 200_000 - 8192]).await;
-            });
-        }
-    });
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 200000\r\ncache-control: max-age=60\r\n\r\n";
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.write_all(&[b'a'; 8192]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = s.write_all(&vec![b'b'; 200_000 - 8192]).await;
+    })
+    .await;
     let aside = Aside::builder()
         .upstream(&format!("http://{addr}"))
         .server_extra("write-buffer = \"1KiB\"")
