@@ -87,6 +87,16 @@ pub struct Server {
     /// How long an idle client connection is kept open for its next request,
     /// whole seconds (pingora's unit). Default: 60s.
     pub keepalive_timeout: Duration,
+    /// How long a new connection (proxy or admin) may take to send the first
+    /// byte of its first request. Default: 10s.
+    pub first_request_timeout: Duration,
+    /// How long a request's header may take to arrive in full, from its first
+    /// byte, on both listeners: a client that trickles its header (slowloris)
+    /// is closed then, however often it sends a byte. Default: 10s.
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive in full, from the end of the
+    /// header, on both listeners; a trickled body gets 408 then. Default: 30s.
+    pub body_read_timeout: Duration,
     /// One log line per request (target `aside::access`). Default: true.
     pub access_log: bool,
     /// Per-connection read buffer of the plain HTTP listeners (TLS listeners keep
@@ -110,6 +120,9 @@ impl Default for Server {
             threads: 2,
             grace_period: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(60),
+            first_request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             access_log: true,
             read_buffer: 4 << 10,
             write_buffer: 80 << 10,
@@ -139,6 +152,12 @@ pub struct Admin {
     /// Client networks allowed to send `PURGE` to the proxy listener.
     /// Default: `127.0.0.0/8` and `::1/128`.
     pub purge_allow: Vec<IpNet>,
+    /// How long an admin connection may stay idle between requests. Default: 60s.
+    pub idle_timeout: Duration,
+    /// Admin connections open at once; beyond it a new connection gets a 503
+    /// and is closed, so idle clients cannot exhaust the process's files.
+    /// Default: 256.
+    pub max_connections: usize,
 }
 
 impl Default for Admin {
@@ -147,6 +166,8 @@ impl Default for Admin {
             listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
             token: TokenSource::Generate,
             purge_allow: default_purge_allow(),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
         }
     }
 }

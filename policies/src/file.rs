@@ -56,6 +56,9 @@ pub struct FileServer {
     pub threads: Option<i64>,
     pub grace_period: Option<String>,
     pub keepalive_timeout: Option<String>,
+    pub first_request_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
     pub access_log: Option<bool>,
     pub read_buffer: Option<String>,
     pub write_buffer: Option<String>,
@@ -79,6 +82,8 @@ pub struct FileAdmin {
     pub token_env: Option<String>,
     pub token_file: Option<String>,
     pub purge_allow: Option<Vec<String>>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<i64>,
 }
 
 /// `[store]`

@@ -42,6 +42,9 @@ pub fn to_file(c: &Config) -> FileConfig {
             threads: Some(c.server.threads as i64),
             grace_period: Some(format_duration(c.server.grace_period)),
             keepalive_timeout: Some(format_duration(c.server.keepalive_timeout)),
+            first_request_timeout: Some(format_duration(c.server.first_request_timeout)),
+            header_read_timeout: Some(format_duration(c.server.header_read_timeout)),
+            body_read_timeout: Some(format_duration(c.server.body_read_timeout)),
             access_log: Some(c.server.access_log),
             read_buffer: Some(format_size(c.server.read_buffer as u64)),
             write_buffer: Some(format_size(c.server.write_buffer as u64)),
@@ -62,6 +65,8 @@ pub fn to_file(c: &Config) -> FileConfig {
                     .map(ToString::to_string)
                     .collect(),
             ),
+            idle_timeout: Some(format_duration(c.admin.idle_timeout)),
+            max_connections: Some(c.admin.max_connections as i64),
         },
         store: FileStore {
             path: Some(path_str(&c.store.path)),

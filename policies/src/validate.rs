@@ -209,6 +209,21 @@ fn server(f: &FileServer) -> Result<Server> {
                 ))
             }
         },
+        first_request_timeout: positive_duration(
+            "server.first-request-timeout",
+            f.first_request_timeout.as_ref(),
+        )?
+        .unwrap_or(d.first_request_timeout),
+        header_read_timeout: positive_duration(
+            "server.header-read-timeout",
+            f.header_read_timeout.as_ref(),
+        )?
+        .unwrap_or(d.header_read_timeout),
+        body_read_timeout: positive_duration(
+            "server.body-read-timeout",
+            f.body_read_timeout.as_ref(),
+        )?
+        .unwrap_or(d.body_read_timeout),
         access_log: f.access_log.unwrap_or(d.access_log),
         read_buffer: buffer("server.read-buffer", f.read_buffer.as_ref(), d.read_buffer)?,
         write_buffer: buffer(
@@ -281,10 +296,24 @@ fn admin(f: &FileAdmin) -> Result<Admin> {
             })
             .collect::<Result<_>>()?,
     };
+    let d = Admin::default();
+    let max_connections = match f.max_connections {
+        None => d.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(d.max_connections),
+        Some(n) => {
+            return Err(err(
+                "admin.max-connections",
+                format!("{n} is not between 1 and 1000000"),
+            ))
+        }
+    };
     Ok(Admin {
         listen,
         token,
         purge_allow,
+        idle_timeout: positive_duration("admin.idle-timeout", f.idle_timeout.as_ref())?
+            .unwrap_or(d.idle_timeout),
+        max_connections,
     })
 }
 

@@ -63,7 +63,12 @@ impl CacheStatus {
 
     /// The RFC 9211 `Cache-Status` value.
     ///
-    /// `stored` says whether the response was (or will be) written to the store;
+    /// `stored` says whether the stored response was written when this header
+    /// leaves: true only for a revalidation (the 304's headers are merged into
+    /// the entry before the answer goes out). A miss streams its body to the
+    /// client while it is written to the store, so whether it ends up stored
+    /// is not known yet (the body may still fail, or outgrow
+    /// `max-object-size`): a miss never says `stored`.
     /// `meta` is the cached meta on hits, for the remaining `ttl`.
     pub fn header_value(
         self,
@@ -95,12 +100,7 @@ impl CacheStatus {
                 v.push_str(&status.to_string());
             }
         }
-        if stored
-            && !matches!(
-                self,
-                CacheStatus::Hit | CacheStatus::Stale | CacheStatus::Bypass
-            )
-        {
+        if stored && self == CacheStatus::Revalidated {
             v.push_str("; stored");
         }
         if let Some(detail) = detail {
@@ -134,7 +134,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(
             CacheStatus::Miss.header_value(None, now, Some(200), true, None),
-            "Aside; fwd=miss; fwd-status=200; stored"
+            "Aside; fwd=miss; fwd-status=200"
         );
         assert_eq!(
             CacheStatus::Bypass.header_value(None, now, Some(200), false, Some("method")),

@@ -20,11 +20,13 @@ struct Metrics {
     requests: IntCounterVec,
     upstream_requests: IntCounterVec,
     upstream_errors: IntCounterVec,
+    aborted_responses: IntCounterVec,
     upstream_latency: HistogramVec,
     lock_waits: IntCounter,
     purged: IntCounter,
     store_errors: IntCounter,
     admin_requests: IntCounterVec,
+    admin_refused: IntCounterVec,
 }
 
 /// Latency buckets (seconds) sized for slow external APIs: 5 ms to 60 s.
@@ -70,6 +72,11 @@ impl Metrics {
             "Upstream requests that failed (connect, timeout, 5xx)",
             &["upstream"],
         );
+        let aborted_responses = counter_vec(
+            "aside_responses_aborted_total",
+            "Responses ended incomplete because the origin failed after their headers were sent",
+            &["upstream"],
+        );
         let upstream_latency = HistogramVec::new(
             HistogramOpts::new(
                 "aside_upstream_latency_seconds",
@@ -99,16 +106,23 @@ impl Metrics {
             "Admin API requests by response status",
             &["status"],
         );
+        let admin_refused = counter_vec(
+            "aside_admin_connections_refused_total",
+            "Admin connections refused (max_connections) or accepts that failed (accept_error)",
+            &["reason"],
+        );
         Self {
             registry,
             requests,
             upstream_requests,
             upstream_errors,
+            aborted_responses,
             upstream_latency,
             lock_waits,
             purged,
             store_errors,
             admin_requests,
+            admin_refused,
         }
     }
 }
@@ -129,6 +143,14 @@ pub fn record_upstream(upstream: &str, seconds: f64, ok: bool) {
         let histogram: Histogram = m.upstream_latency.with_label_values(&[upstream]);
         histogram.observe(seconds);
     }
+}
+
+/// Count one response cut short because its origin failed mid-body.
+pub fn record_aborted_response(upstream: &str) {
+    METRICS
+        .aborted_responses
+        .with_label_values(&[upstream])
+        .inc();
 }
 
 /// Count one request that waited on the cache lock instead of going upstream.
@@ -152,6 +174,11 @@ pub fn record_admin_request(status: u16) {
         .admin_requests
         .with_label_values(&[status.to_string().as_str()])
         .inc();
+}
+
+/// Count one admin connection refused, by reason.
+pub fn record_admin_refused(reason: &str) {
+    METRICS.admin_refused.with_label_values(&[reason]).inc();
 }
 
 /// The Prometheus text exposition of every metric, plus the store's figures.
@@ -218,6 +245,7 @@ mod tests {
         record_upstream("weather", 0.2, false);
         record_upstream("weather", f64::NAN, true);
         record_coalesced_wait();
+        record_aborted_response("weather");
         record_purge(3);
         record_store_error();
         record_admin_request(200);
@@ -233,6 +261,7 @@ mod tests {
             "aside_upstream_errors_total{upstream=\"weather\"} 1",
             "aside_upstream_latency_seconds_bucket{upstream=\"weather\",le=\"0.25\"} 1",
             "aside_cache_lock_waits_total",
+            "aside_responses_aborted_total{upstream=\"weather\"} 1",
             "aside_purged_entries_total",
             "aside_store_errors_total",
             "aside_admin_requests_total{status=\"200\"}",

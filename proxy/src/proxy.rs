@@ -125,6 +125,9 @@ pub struct Ctx {
     not_stored: Option<&'static str>,
     /// Holds a slot of the upstream's `max-concurrent` limit while forwarding.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The origin failed after the response headers had left: the response was
+    /// ended incomplete (for the access log).
+    aborted: bool,
 }
 
 impl Ctx {
@@ -176,6 +179,27 @@ async fn respond_json(session: &mut Session, status: u16, body: serde_json::Valu
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// The status of the error answer for a failure before any response header
+/// left; 0 when the client is gone and nothing can be written.
+fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::WriteTimedout => 504,
+        // A read timeout on the client side is a slow request (408); on the
+        // origin side, a slow origin (504).
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => 408,
+        ErrorType::ReadTimedout => 504,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 502,
+        },
+    }
 }
 
 impl AsideProxy {
@@ -289,6 +313,7 @@ impl ProxyHttp for AsideProxy {
             stored: false,
             not_stored: None,
             permit: None,
+            aborted: false,
         }
     }
 
@@ -300,6 +325,9 @@ impl ProxyHttp for AsideProxy {
         if session.get_keepalive().is_some_and(|t| t == 0 || t > idle) {
             session.set_keepalive(Some(idle));
         }
+        // A stalled request body: pingora's per-read timeout (default 60 s).
+        // A trickled one is bounded as a whole in `request_body_filter`.
+        session.set_read_timeout(Some(live.config.server.body_read_timeout));
         ctx.scheme = if session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
@@ -343,6 +371,30 @@ impl ProxyHttp for AsideProxy {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The whole body must arrive within `body-read-timeout` of the header
+        // (ctx.started): a client sending a byte now and then gets 408.
+        if !end_of_stream {
+            if let Some(live) = &ctx.live {
+                if ctx.started.elapsed() > live.config.server.body_read_timeout {
+                    let mut e = Error::explain(
+                        ErrorType::ReadTimedout,
+                        "request body not received within server.body-read-timeout",
+                    );
+                    e.as_down();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -542,7 +594,7 @@ impl ProxyHttp for AsideProxy {
     ) -> Result<()> {
         let live = ctx.live()?.clone();
         let route = ctx.route()?;
-        let upstream = &live.config.upstreams[route.upstream];
+        let upstream = live.config.upstream(route);
         upstream_request.insert_header(header::HOST, upstream.host_header.as_str())?;
         for (name, value) in &upstream.headers {
             upstream_request.insert_header(name.clone(), value.as_str())?;
@@ -575,7 +627,7 @@ impl ProxyHttp for AsideProxy {
             let elapsed = start.elapsed();
             ctx.upstream_time = Some(elapsed);
             if let Ok(route) = ctx.route() {
-                let name = &ctx.live()?.config.upstreams[route.upstream].name;
+                let name = &ctx.live()?.config.upstream(route).name;
                 crate::metrics::record_upstream(
                     name,
                     elapsed.as_secs_f64(),
@@ -635,21 +687,34 @@ impl ProxyHttp for AsideProxy {
     where
         Ctx: Send + Sync,
     {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 502,
-            },
-        };
+        let upstream_name = ctx
+            .route()
+            .ok()
+            .zip(ctx.live.as_ref())
+            .map(|(route, live)| live.config.upstream(route).name.clone());
+        if let Some(name) = &upstream_name {
+            let secs = ctx
+                .upstream_started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64());
+            crate::metrics::record_upstream(name, secs, false);
+        }
+        // The connection is not reused after a failure.
+        session.set_keepalive(None);
+        if session.response_written().is_some() {
+            // Headers (and maybe part of the body) have left: the only honest end
+            // is an incomplete one. Write nothing more: pingora then drops the
+            // session without finishing it, so the client sees the connection
+            // close short of Content-Length or without the final chunk. The
+            // cache was disabled before this hook: the partial fill is discarded.
+            ctx.aborted = true;
+            crate::metrics::record_aborted_response(upstream_name.as_deref().unwrap_or(""));
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let code = error_status(e);
         if code > 0 {
-            // The connection is not reused after a failure: say so in the response.
-            session.set_keepalive(None);
             let (kind, message) = match code {
                 504 => ("upstream_timeout", "the origin did not answer in time"),
                 502 => (
@@ -657,6 +722,7 @@ impl ProxyHttp for AsideProxy {
                     "the origin could not be reached or sent an invalid response",
                 ),
                 400 => ("bad_request", "the request could not be read"),
+                408 => ("request_timeout", "the request was not received in time"),
                 _ => ("error", "the request failed"),
             };
             let body = serde_json::json!({"error": {"code": kind, "message": message}}).to_string();
@@ -676,13 +742,6 @@ impl ProxyHttp for AsideProxy {
                 }
             }
             crate::metrics::record_request("error");
-        }
-        if let (Some(route), Some(live)) = (ctx.route().ok(), ctx.live.as_ref()) {
-            let name = &live.config.upstreams[route.upstream].name;
-            let secs = ctx
-                .upstream_started
-                .map_or(0.0, |s| s.elapsed().as_secs_f64());
-            crate::metrics::record_upstream(name, secs, false);
         }
         FailToProxy {
             error_code: code,
@@ -714,6 +773,7 @@ impl ProxyHttp for AsideProxy {
             cache,
             upstream_us = ctx.upstream_time.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             total_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            aborted = ctx.aborted,
             error = e.map(|e| e.to_string()),
         );
     }

@@ -13,10 +13,12 @@ use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_READ_
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
 
 use aside_policies::Config;
 use aside_store::{Limits, Store, StoreConfig};
 
+use crate::conn_guard::{GuardedApp, HeaderDeadlines};
 use crate::proxy::{AsideProxy, Live, Shared};
 use crate::settings::{self, Overrides, Source};
 use crate::storage::AsideStorage;
@@ -121,6 +123,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     if let Some(tls) = &config.server.tls {
         check_listener_tls(tls)?;
     }
+    raise_file_limit();
     let config = Arc::new(config);
     let data_dir = settings::data_dir(&config).to_path_buf();
     std::fs::create_dir_all(&data_dir)
@@ -166,12 +169,23 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        AsideProxy {
-            shared: shared.clone(),
-        },
-        "aside proxy",
+    // Request headers must arrive within deadlines, however the client trickles
+    // them (pingora restarts its read timeout at every read).
+    let deadlines = HeaderDeadlines {
+        first_request: config.server.first_request_timeout,
+        header: config.server.header_read_timeout,
+    };
+    let mut proxy = Service::new(
+        "aside proxy".to_owned(),
+        GuardedApp::new(
+            pingora_proxy::http_proxy(
+                &server.configuration,
+                AsideProxy {
+                    shared: shared.clone(),
+                },
+            ),
+            deadlines,
+        ),
     );
     // pingora's defaults are a 64 KiB read and a 1460-byte write buffer per
     // connection: the header of a hit then leaves in one send and its body in
@@ -217,6 +231,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         AdminService {
             listener: parking_lot::Mutex::new(Some(admin_listener)),
             state: admin_state,
+            limits: crate::admin::AdminLimits::from_config(&config),
         },
     ));
     server.add_service(background_service(
@@ -240,6 +255,8 @@ struct AdminService {
     /// Taken once when the service starts.
     listener: parking_lot::Mutex<Option<std::net::TcpListener>>,
     state: crate::admin::AdminState,
+    /// Connection bounds, fixed at start like the listener.
+    limits: crate::admin::AdminLimits,
 }
 
 #[async_trait]
@@ -258,7 +275,7 @@ impl BackgroundService for AdminService {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = crate::admin::serve(listener, self.state.clone(), stop).await {
+        if let Err(e) = crate::admin::serve(listener, self.state.clone(), self.limits, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }
     }
@@ -290,6 +307,38 @@ impl BackgroundService for Reloader {
                 }
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+}
+
+/// Raise the soft open-file limit to the hard limit: every client connection
+/// holds a descriptor, and the usual soft limit (1024) is reached by a few
+/// hundred keep-alive clients plus the store's and the upstreams' files.
+fn raise_file_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+        let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+            tracing::warn!("cannot read the open-file limit");
+            return;
+        };
+        // An unlimited hard limit cannot be the soft one (the kernel caps it at
+        // fs.nr_open): use that cap.
+        let target = if hard == RLIM_INFINITY {
+            std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1 << 20)
+        } else {
+            hard
+        };
+        if soft >= target {
+            tracing::info!(limit = soft, "open-file limit");
+            return;
+        }
+        match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            Ok(()) => tracing::info!(from = soft, to = target, "open-file limit raised"),
+            Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open-file limit"),
         }
     }
 }

@@ -257,6 +257,7 @@ pub struct AsideBuilder {
     ports: Option<(u16, u16)>,
     upstream_extra: String,
     server_extra: String,
+    admin_extra: String,
 }
 
 impl Aside {
@@ -270,6 +271,7 @@ impl Aside {
             ports: None,
             upstream_extra: String::new(),
             server_extra: String::new(),
+            admin_extra: String::new(),
         }
     }
 
@@ -434,6 +436,13 @@ impl AsideBuilder {
         self
     }
 
+    /// Extra keys for the `[admin]` table (TOML lines).
+    pub fn admin_extra(mut self, toml: &str) -> Self {
+        self.admin_extra.push_str(toml);
+        self.admin_extra.push('\n');
+        self
+    }
+
     /// Extra keys for the `[[upstream]]` table (TOML lines).
     pub fn upstream_extra(mut self, toml: &str) -> Self {
         self.upstream_extra.push_str(toml);
@@ -457,8 +466,9 @@ impl AsideBuilder {
     /// The config text this builder produces (for given ports and directory).
     pub fn config_text(&self, addr: SocketAddr, admin: SocketAddr, dir: &Path) -> String {
         let mut s = format!(
-            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace-period = \"1s\"\n{}\n[admin]\nlisten = \"{admin}\"\ntoken-env = \"ASIDE_ADMIN_TOKEN\"\n\n[store]\npath = \"{}\"\nhot-capacity = \"64MiB\"\ncold-capacity = \"1GiB\"\n\n[[upstream]]\nname = \"origin\"\nurl = \"{}\"\nconnect-timeout = \"1s\"\nread-timeout = \"2s\"\n{}\n",
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace-period = \"1s\"\n{}\n[admin]\nlisten = \"{admin}\"\ntoken-env = \"ASIDE_ADMIN_TOKEN\"\n{}\n[store]\npath = \"{}\"\nhot-capacity = \"64MiB\"\ncold-capacity = \"1GiB\"\n\n[[upstream]]\nname = \"origin\"\nurl = \"{}\"\nconnect-timeout = \"1s\"\nread-timeout = \"2s\"\n{}\n",
             self.server_extra,
+            self.admin_extra,
             dir.join("aside.redb").display(),
             self.upstream,
             self.upstream_extra,

@@ -19,7 +19,8 @@ async fn miss_then_hit_with_identical_body_and_headers() {
     assert_eq!(first.x_cache(), "MISS");
     assert_eq!(
         first.header("cache-status"),
-        "Aside; fwd=miss; fwd-status=200; stored"
+        "Aside; fwd=miss; fwd-status=200",
+        "a miss streams its body while it is stored: `stored` is not known yet"
     );
     let second = aside.get("/a?x=1").await;
     assert_eq!(second.x_cache(), "HIT", "{:?}", second.headers);

@@ -13,10 +13,10 @@ pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod kv;
+pub mod listener;
 pub mod openapi;
 pub mod ops;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -71,22 +71,7 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serve until `shutdown` resolves.
-///
-/// # Errors
-/// Accepting connections failed.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AdminState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin API listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use listener::{serve, AdminLimits};
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed

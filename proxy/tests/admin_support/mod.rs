@@ -70,7 +70,8 @@ pub async fn start() -> Admin {
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        admin::serve(listener, state, async move {
+        let limits = admin::AdminLimits::from_config(&test_config());
+        admin::serve(listener, state, limits, async move {
             let _ = rx.await;
         })
         .await

@@ -1,0 +1,199 @@
+//! A response whose origin fails after the headers left is ended incomplete:
+//! never a JSON error appended to a 200 body, never a clean final chunk, never
+//! stored (issue 11, item 1). Pinned with hand-written origins that stall,
+//! close mid-body or send a bad chunk size.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aside_tests::{raw_origin, Aside};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Send one request on a fresh connection and read until the server closes it
+/// (or 10 s pass): the raw bytes, framing included.
+async fn raw_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 16384];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+fn split_head(raw: &[u8]) -> (String, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    (
+        String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase(),
+        raw[end + 4..].to_vec(),
+    )
+}
+
+/// An origin that answers every request with `head` + `body` and then does
+/// `then` (stall or close), counting requests.
+async fn failing_origin(
+    head: &'static str,
+    body: Vec<u8>,
+    stall: bool,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let addr = raw_origin(move |mut s| {
+        let body = body.clone();
+        let counter = counter.clone();
+        async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&body).await;
+            let _ = s.flush().await;
+            if stall {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        }
+    })
+    .await;
+    (addr, hits)
+}
+
+async fn aborted_count(aside: &Aside) -> u64 {
+    let text = aside
+        .admin("GET", "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("aside_responses_aborted_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn assert_no_error_appended(body: &[u8]) {
+    let text = String::from_utf8_lossy(body);
+    assert!(
+        !text.contains("\"error\"") && !text.contains("upstream_"),
+        "an error was appended to the body: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn chunked_body_stalled_past_read_timeout_ends_without_final_chunk() {
+    let mut chunk = b"64\r\n".to_vec();
+    chunk.extend_from_slice(&[b'x'; 100]);
+    chunk.extend_from_slice(b"\r\n");
+    let (origin, hits) = failing_origin(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: max-age=60\r\n\r\n",
+        chunk,
+        true,
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+
+    let raw = raw_get(aside.addr, "/stall").await;
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_no_error_appended(&body);
+    // The 100 bytes arrived, and the stream was cut without `0\r\n\r\n`.
+    assert!(
+        body.windows(100).any(|w| w == [b'x'; 100]),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        !body.ends_with(b"0\r\n\r\n"),
+        "a clean final chunk made the truncated body look complete: {:?}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // Not stored: the next request goes to the origin again.
+    let again = raw_get(aside.addr, "/stall").await;
+    let (head2, _) = split_head(&again);
+    assert!(head2.contains("x-cache: miss"), "{head2}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(aborted_count(&aside).await >= 2);
+}
+
+#[tokio::test]
+async fn content_length_body_cut_by_origin_stays_short() {
+    let (origin, hits) = failing_origin(
+        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n",
+        vec![b'y'; 300],
+        false,
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+    let raw = raw_get(aside.addr, "/short").await;
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 1000"), "{head}");
+    assert_no_error_appended(&body);
+    assert!(
+        body.len() < 1000 && body.iter().all(|b| *b == b'y'),
+        "{} bytes: {:?}",
+        body.len(),
+        String::from_utf8_lossy(&body)
+    );
+    let again = raw_get(aside.addr, "/short").await;
+    assert!(split_head(&again).0.contains("x-cache: miss"));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(aborted_count(&aside).await >= 2);
+
+    // reqwest, like any client, sees the transfer fail instead of a short 200.
+    let resp = reqwest::get(aside.url("/short")).await.unwrap();
+    assert!(
+        resp.bytes().await.is_err(),
+        "a truncated body read as complete"
+    );
+}
+
+#[tokio::test]
+async fn bad_chunk_size_ends_the_response_incomplete() {
+    let mut chunk = b"64\r\n".to_vec();
+    chunk.extend_from_slice(&[b'z'; 100]);
+    chunk.extend_from_slice(b"\r\nzz-not-hex\r\nmore\r\n0\r\n\r\n");
+    let (origin, _hits) = failing_origin(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: max-age=60\r\n\r\n",
+        chunk,
+        true,
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+    let raw = raw_get(aside.addr, "/badchunk").await;
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_no_error_appended(&body);
+    assert!(
+        !body.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let again = raw_get(aside.addr, "/badchunk").await;
+    assert!(split_head(&again).0.contains("x-cache: miss"));
+}
