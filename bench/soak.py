@@ -794,10 +794,6 @@ def rss_verdict(samples, t_start, t_end, pct, mib):
 
 # ------------------------------------------------------------------ the run
 
-def machine():
-    return bench.machine()
-
-
 def merge(results):
     """Sum the workers' Stats.plain() dicts."""
     out = {"ok": collections.Counter(), "errors": collections.Counter(), "corrupted": collections.Counter(),
