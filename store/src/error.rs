@@ -19,15 +19,15 @@ pub enum Error {
 
     /// The value, serialized as JSON, is larger than `Limits::max_value_bytes`.
     #[error(
-        "Value size ({:.2} KB) exceeds the maximum allowed size of {} ({} KB)",
-        *size as f64 / 1024.0,
+        "Value size ({} KB) exceeds the maximum allowed size of {} ({} KB)",
+        size_kb_text(*size, *max),
         mb_text(*max),
         kb_text(*max)
     )]
     ValueTooLarge { size: usize, max: usize },
 
     /// The TTL is outside `[Limits::min_ttl, Limits::max_ttl]`.
-    #[error("invalid TTL {}s: must be between {}s and {}s", ttl.as_secs_f64(), min.as_secs(), max.as_secs())]
+    #[error("invalid TTL {ttl:?}: must be between {}s and {}s", min.as_secs(), max.as_secs())]
     InvalidTtl {
         ttl: Duration,
         min: Duration,
@@ -122,6 +122,17 @@ fn mb_text(max: usize) -> String {
     }
 }
 
+/// `size` in KB with two decimals, rounded to nearest, but always above the limit as
+/// [`kb_text`] shows it: 1 MiB + 1 byte reads 1024.01 KB, not 1024.00 KB.
+fn size_kb_text(size: usize, max: usize) -> String {
+    let hundredths = |bytes: usize| (bytes as u128 * 100 + 512) / 1024;
+    let mut shown = hundredths(size);
+    if size > max {
+        shown = shown.max(hundredths(max) + 1);
+    }
+    format!("{}.{:02}", shown / 100, shown % 100)
+}
+
 fn kb_text(max: usize) -> String {
     let kb = max as f64 / 1024.0;
     if kb.fract() == 0.0 {
@@ -144,6 +155,40 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Value size (1234.56 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"
+        );
+    }
+
+    #[test]
+    fn value_size_never_reads_as_the_limit() {
+        let e = Error::ValueTooLarge {
+            size: 1024 * 1024 + 1,
+            max: 1024 * 1024,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Value size (1024.01 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"
+        );
+        // A limit that is not whole KB: the size still reads above it.
+        let e = Error::ValueTooLarge {
+            size: 1001,
+            max: 1000,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Value size (0.99 KB) exceeds the maximum allowed size of 0.00 MB (0.98 KB)"
+        );
+    }
+
+    #[test]
+    fn ttl_message_keeps_integers() {
+        let e = Error::InvalidTtl {
+            ttl: Duration::from_secs(u64::MAX),
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(365 * 24 * 3600),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid TTL 18446744073709551615s: must be between 1s and 31536000s"
         );
     }
 

@@ -5,16 +5,16 @@
 use std::time::{Duration, SystemTime};
 
 use aside_store::{CacheFilter, CacheSelector, CacheSummary, PurgeMode};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::Json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{answer_limit, json_answer, JsonBody, QueryParams, RawBody};
 use super::kv::{page_limit, rfc3339, MAX_PAGE};
 use super::{AdminState, Data};
 use crate::cache_ops::{self, CacheOpError};
@@ -186,7 +186,7 @@ pub struct PurgeResult {
 pub async fn list_entries(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<Data<EntriesView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = page_limit(params.limit)?;
     let filter = CacheFilter {
         prefix: params.prefix.filter(|s| !s.is_empty()),
@@ -206,12 +206,11 @@ pub async fn list_entries(
         .into_iter()
         .map(entry_view)
         .collect::<Result<_, _>>()?;
-    Ok(Json(Data {
-        data: EntriesView {
-            entries,
-            cursor: page.cursor,
-        },
-    }))
+    let view = EntriesView {
+        entries,
+        cursor: page.cursor,
+    };
+    json_answer(&Data { data: view }, answer_limit(state.store.limits()))
 }
 
 /// Inspect the entries stored for a URL: metadata, headers and optionally the body.
@@ -230,9 +229,13 @@ pub async fn list_entries(
 pub async fn get_entry(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<EntryParams>,
-) -> Result<Json<Data<UrlEntries>>, ApiError> {
+) -> Result<Response, ApiError> {
     let url = cache_ops::normalize_url(&state.config.load(), &params.url)?;
     let with_body = params.body.unwrap_or(false);
+    let max = answer_limit(state.store.limits());
+    // Bodies counted as they are read (base64 grows them by a third): the variants of one
+    // URL stop being read once their bodies alone exceed the answer limit.
+    let mut body_bytes = 0usize;
     let filter = CacheFilter {
         prefix: Some(url.clone()),
         ..CacheFilter::default()
@@ -254,6 +257,12 @@ pub async fn get_entry(
                 .into_iter()
                 .map(|(name, value)| HeaderView { name, value })
                 .collect();
+            if with_body {
+                body_bytes = body_bytes.saturating_add(entry.body.len().saturating_mul(4) / 3);
+                if body_bytes > max {
+                    return Err(ApiError::AnswerTooLarge { limit: max });
+                }
+            }
             let (body, body_encoding) = if with_body {
                 match std::str::from_utf8(&entry.body) {
                     Ok(text) => (Some(text.to_owned()), Some("utf8")),
@@ -283,9 +292,12 @@ pub async fn get_entry(
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("nothing cached for {url}")));
     }
-    Ok(Json(Data {
-        data: UrlEntries { url, entries },
-    }))
+    json_answer(
+        &Data {
+            data: UrlEntries { url, entries },
+        },
+        max,
+    )
 }
 
 /// Inject (pre-warm) a response for a URL as if the origin had sent it.
@@ -309,7 +321,7 @@ pub async fn put_entry(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<InjectParams>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Data<Injected>>, ApiError> {
     if params.ttl_seconds == 0 || params.ttl_seconds > state.store.limits().max_ttl.as_secs() {
         return Err(ApiError::BadRequest {

@@ -36,6 +36,12 @@ pub enum ApiError {
     /// A value or request body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The answer would be larger than the answer limit (`extract::answer_limit`).
+    #[error(
+        "the answer would exceed the maximum of {} ({limit} bytes) per response: ask for fewer or smaller items",
+        mib_text(*limit)
+    )]
+    AnswerTooLarge { limit: usize },
     /// A body that is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -56,7 +62,7 @@ pub struct ErrorBody {
 /// What went wrong: a stable machine-readable `code` and a human-readable `message`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// e.g. `bad_request`, `invalid_key`, `not_found`, `check_failed`, `value_too_large`.
+    /// e.g. `bad_request`, `invalid_key`, `not_found`, `check_failed`, `payload_too_large`.
     #[schema(example = "invalid_key")]
     pub code: String,
     #[schema(example = "invalid key \"a//b\": empty part")]
@@ -88,7 +94,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::AnswerTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -104,6 +110,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::AnswerTooLarge { .. } => "answer_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
@@ -136,6 +143,16 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// `16 MiB`, or `16.50 MiB` when not whole.
+fn mib_text(bytes: usize) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib.fract() == 0.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.2} MiB")
     }
 }
 

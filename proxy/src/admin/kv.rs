@@ -1,6 +1,7 @@
 //! The application KV API: `/kv/items/{key}` (set / get / delete), `/kv/items` (list),
 //! `/kv/get-many` and `/kv/atomic`. Wire shapes follow DESIGN.md ("The application KV API").
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aside_store::{Check, KvItem, ListQuery, Mutation, SetCondition, Version};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{answer_limit, json_answer, json_bytes, ttl_seconds, JsonBody, QueryParams};
 use super::{AdminState, Data};
 
 /// Where item keys start in the request path.
@@ -71,6 +72,7 @@ pub struct PutBody {
     #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// Time to live in whole seconds (1 s to 365 days by default); absent or null = no expiry.
+    #[serde(default, deserialize_with = "ttl_seconds")]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -143,7 +145,7 @@ pub enum MutationBody {
         key: String,
         #[schema(value_type = Object)]
         value: serde_json::Value,
-        #[serde(rename = "ttlSeconds")]
+        #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
         ttl_seconds: Option<u64>,
     },
     Delete {
@@ -155,7 +157,7 @@ pub enum MutationBody {
         #[serde(default = "one")]
         #[schema(value_type = f64)]
         delta: serde_json::Number,
-        #[serde(rename = "ttlSeconds")]
+        #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
         ttl_seconds: Option<u64>,
     },
 }
@@ -299,9 +301,9 @@ pub async fn delete_item(
 pub async fn list_items(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<Data<ListView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = page_limit(params.limit)?;
-    let query = ListQuery {
+    let mut query = ListQuery {
         prefix: params.prefix.filter(|s| !s.is_empty()),
         start: params.start.filter(|s| !s.is_empty()),
         end: params.end.filter(|s| !s.is_empty()),
@@ -309,19 +311,57 @@ pub async fn list_items(
         cursor: params.cursor.filter(|s| !s.is_empty()),
         reverse: params.reverse.unwrap_or(false),
     };
-    let page = state.store.list(query).await?;
+    let max = answer_limit(state.store.limits());
+    let mut page = state.store.list(query.clone()).await?;
+    let fit = items_that_fit(&page.items, max, state.store.limits().max_key_bytes);
+    if fit < page.items.len() {
+        // A shorter page: listed again with the limit that fits, so the cursor the store
+        // issues continues right after the last item answered.
+        query.limit = fit.max(1);
+        page = state.store.list(query).await?;
+    }
     let items = page
         .items
         .into_iter()
         .map(item_view)
         .collect::<Result<_, _>>()?;
-    Ok(Json(Data {
-        data: ListView {
-            items,
-            total: page.total,
-            cursor: page.cursor,
-        },
-    }))
+    let view = ListView {
+        items,
+        total: page.total,
+        cursor: page.cursor,
+    };
+    json_answer(&Data { data: view }, max)
+}
+
+/// How many of `items`, from the first, fit in an answer of `max` bytes, counted generously
+/// (keys escaped, room for version, expiry, `total` and a cursor of the longest key).
+fn items_that_fit(items: &[KvItem], max: usize, max_key_bytes: usize) -> usize {
+    let mut size = 1024 + 2 * max_key_bytes;
+    for (i, item) in items.iter().enumerate() {
+        size += serialized_len(&item.value) + 2 * item.key.len() + 256;
+        if size > max {
+            return i;
+        }
+    }
+    items.len()
+}
+
+/// The length of `value` serialized, without building it.
+fn serialized_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail, nor can serializing a `Value`.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Get several items at once.
@@ -331,31 +371,71 @@ pub async fn list_items(
     tag = "kv",
     request_body = GetManyBody,
     responses(
-        (status = 200, description = "Items in the order of `keys`, null for missing", body = Data<GetManyView>),
+        (status = 200, description = "Items in the order of `keys`, null for missing; a key named several times is read once and answered at each place", body = Data<GetManyView>),
         (status = 400, description = "Malformed JSON, wrong types, invalid key, more than 1000 keys", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body too large, or the answer would exceed 16 MiB (`answer_too_large`)", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )
 )]
 pub async fn get_many(
     State(state): State<AdminState>,
     JsonBody(body): JsonBody<GetManyBody>,
-) -> Result<Json<Data<GetManyView>>, ApiError> {
+) -> Result<Response, ApiError> {
     if body.keys.len() > MAX_PAGE {
         return Err(ApiError::bad_request(format!(
             "keys: at most {MAX_PAGE} keys per call, got {}",
             body.keys.len()
         )));
     }
-    let items = state.store.get_many(&body.keys).await?;
-    let items = items
-        .into_iter()
-        .map(|item| item.map(item_view).transpose())
-        .collect::<Result<_, _>>()?;
-    Ok(Json(Data {
-        data: GetManyView { items },
-    }))
+    let limits = state.store.limits();
+    for key in &body.keys {
+        aside_store::key::validate_key(key, limits)?;
+    }
+    let max = answer_limit(limits);
+    // Each distinct key is read and serialized once; `order` names, for each requested
+    // key, its distinct slot, and `times` how often each slot is answered.
+    let mut slot_of: HashMap<&str, usize> = HashMap::with_capacity(body.keys.len());
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut order = Vec::with_capacity(body.keys.len());
+    for key in &body.keys {
+        let slot = *slot_of.entry(key.as_str()).or_insert_with(|| {
+            distinct.push(key.as_str());
+            distinct.len() - 1
+        });
+        order.push(slot);
+    }
+    let mut times = vec![0usize; distinct.len()];
+    for &slot in &order {
+        times[slot] += 1;
+    }
+    const HEAD: &[u8] = br#"{"data":{"items":["#;
+    const TAIL: &[u8] = b"]}}";
+    let mut size = HEAD.len() + TAIL.len() + order.len();
+    let mut answers: Vec<Vec<u8>> = Vec::with_capacity(distinct.len());
+    for (slot, key) in distinct.iter().enumerate() {
+        let bytes = match state.store.get(key).await? {
+            Some(item) => serde_json::to_vec(&item_view(item)?)
+                .map_err(|e| ApiError::Internal(format!("serializing an item: {e}")))?,
+            None => b"null".to_vec(),
+        };
+        // Checked as each key is read: an answer over the limit stops before the next read.
+        size = size.saturating_add(bytes.len().saturating_mul(times[slot]));
+        if size > max {
+            return Err(ApiError::AnswerTooLarge { limit: max });
+        }
+        answers.push(bytes);
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(HEAD);
+    for (i, &slot) in order.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&answers[slot]);
+    }
+    out.extend_from_slice(TAIL);
+    Ok(json_bytes(out))
 }
 
 /// Check versions and apply mutations, all or nothing.
@@ -376,7 +456,7 @@ pub async fn get_many(
 pub async fn atomic(
     State(state): State<AdminState>,
     JsonBody(body): JsonBody<AtomicBody>,
-) -> Result<Json<Data<AtomicView>>, ApiError> {
+) -> Result<Response, ApiError> {
     if body.checks.len() > MAX_ATOMIC_OPS || body.mutations.len() > MAX_ATOMIC_OPS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_ATOMIC_OPS} checks and {MAX_ATOMIC_OPS} mutations per call"
@@ -439,9 +519,12 @@ pub async fn atomic(
             version: version.map(|v| v.to_string()),
         })
         .collect();
-    Ok(Json(Data {
-        data: AtomicView { versions },
-    }))
+    json_answer(
+        &Data {
+            data: AtomicView { versions },
+        },
+        answer_limit(state.store.limits()),
+    )
 }
 
 /// The key of a `/kv/items/{key}` path. Percent-decoded, but an encoded `/` (`%2F`) is

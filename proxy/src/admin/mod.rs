@@ -67,6 +67,7 @@ pub fn router(state: AdminState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(extract::BodyLimit(body_limit)))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
