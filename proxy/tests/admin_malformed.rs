@@ -3,7 +3,7 @@
 
 mod admin_support;
 
-use admin_support::{send, start, TOKEN};
+use admin_support::{assert_error, send, start, TOKEN};
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -230,4 +230,144 @@ async fn huge_headers_and_raw_garbage_do_not_hurt() {
     let (status, _) = send(admin.anon(Method::GET, "/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(admin.snapshot().await, before);
+}
+
+/// Regression (issue 11, item 5): a body over the limit on `PUT /cache/entry` was answered
+/// `text/plain` "Failed to buffer the request body".
+#[tokio::test]
+async fn too_large_cache_injection_is_a_json_413() {
+    let admin = start().await;
+    let (status, body) = send(
+        admin
+            .req(
+                Method::PUT,
+                "/cache/entry?url=http://origin.test/big&ttlSeconds=60",
+            )
+            .header("content-type", "application/octet-stream")
+            .body(vec![b'z'; 3 * 1024 * 1024]),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("maximum of 2097152 bytes"), "{message}");
+}
+
+/// Regression (issue 11, item 5): a raw non-ASCII byte in the request target got a 400
+/// with an empty body. hyper writes that answer itself: `admin::error::json_parse_error`
+/// turns it into JSON, and the listener's writer has to apply it.
+#[tokio::test]
+#[ignore = "waits for admin::listener to pass hyper's own error responses through admin::error::json_parse_error"]
+async fn raw_non_ascii_byte_in_the_path_is_a_json_400() {
+    let admin = start().await;
+    for target in [&b"/kv/items/a\xffb"[..], b"/\xff", b"/kv/items/\xc3\xa9"] {
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(target);
+        request.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let response = admin.raw(&request).await;
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{target:?}: {response}"
+        );
+        let lower = response.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/json"),
+            "{target:?}: {response}"
+        );
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let body: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{target:?}: non-JSON body ({e}): {response}"));
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    }
+}
+
+/// Regression (issue 11, item 5): 1 MiB + 1 byte read "Value size (1024.00 KB) exceeds
+/// ... 1 MB (1024 KB)".
+#[tokio::test]
+async fn value_one_byte_over_the_limit_reads_above_it() {
+    let admin = start().await;
+    // A JSON string serializes to its characters plus two quotes.
+    let at_limit = "v".repeat(1024 * 1024 - 2);
+    let (status, body) = admin.put("size/ok", json!({ "value": at_limit })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let over = "v".repeat(1024 * 1024 - 1);
+    let (status, body) = admin.put("size/over", json!({ "value": over })).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "Value size (1024.01 KB) exceeds the maximum allowed size of 1 MB (1024 KB)"
+    );
+}
+
+/// Regression (issue 11, item 5): a huge `ttlSeconds` was echoed back in float notation
+/// (`18446744073709552000s`, `floating point 1e23`).
+#[tokio::test]
+async fn huge_ttls_are_refused_without_float_notation() {
+    let admin = start().await;
+    let put = |ttl: &'static str| {
+        let body = format!(r#"{{"value": 1, "ttlSeconds": {ttl}}}"#);
+        send(
+            admin
+                .req(Method::PUT, "/kv/items/ttl/x")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let (status, body) = put("18446744073709551615").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_ttl");
+    let message = body["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("18446744073709551615s"), "{message}");
+    assert!(message.contains("between 1s and 31536000s"), "{message}");
+    for ttl in ["99999999999999999999999", "1e30", "-5", "1.5", "31536000.0"] {
+        let (status, body) = put(ttl).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("ttlSeconds"), "{ttl}: {message}");
+        assert!(message.contains("whole seconds"), "{ttl}: {message}");
+        assert!(
+            !message.contains("e+") && !message.contains("e2") && !message.contains("e3"),
+            "{ttl}: {message}"
+        );
+    }
+    // The same in an atomic set and increment.
+    let (status, body) = admin
+        .post(
+            "/kv/atomic",
+            json!({"mutations": [{"type": "set", "key": "ttl/y", "value": 1,
+                                  "ttlSeconds": 18446744073709551615u64}]}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_ttl");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("18446744073709551615s"),
+        "{body}"
+    );
+    let (status, body) = send(
+        admin
+            .req(Method::POST, "/kv/atomic")
+            .header("content-type", "application/json")
+            .body(r#"{"mutations": [{"type": "increment", "key": "ttl/z", "ttlSeconds": 1e40}]}"#),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        !body["error"]["message"].as_str().unwrap().contains("e40"),
+        "{body}"
+    );
+    assert!(admin.snapshot().await.is_empty());
 }

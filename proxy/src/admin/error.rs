@@ -200,3 +200,87 @@ impl From<aside_store::Error> for ApiError {
         }
     }
 }
+
+/// The JSON form of a response hyper writes by itself, before any router sees the
+/// request: a request it cannot parse (a byte that is not ASCII in the path, a malformed
+/// header, headers too large, ...) gets a head with `content-length: 0` and no body.
+/// Given the bytes of such a response, this returns the same status and headers with the
+/// `{"error": {"code", "message"}}` body of every other admin error. `None` for anything
+/// else: the router never answers a 4xx or 5xx without a body.
+pub fn json_parse_error(response: &[u8]) -> Option<Vec<u8>> {
+    let head = response.strip_suffix(b"\r\n\r\n")?;
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    if !(400..600).contains(&status) {
+        return None;
+    }
+    let headers: Vec<&str> = lines.collect();
+    let is = |line: &str, name: &str| {
+        line.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+    };
+    let empty = headers.iter().any(|l| {
+        is(l, "content-length") && l.split_once(':').is_some_and(|(_, v)| v.trim() == "0")
+    });
+    if !empty || headers.iter().any(|l| is(l, "content-type")) {
+        return None;
+    }
+    let (code, message) = match status {
+        400 => ("bad_request", "malformed request: the request line or a header is not valid HTTP (for example a byte that is not ASCII in the path; percent-encode it)"),
+        408 => ("request_timeout", "the request was not received in time"),
+        413 => ("payload_too_large", "request body too large"),
+        414 => ("uri_too_long", "request target too long"),
+        431 => ("headers_too_large", "request headers too large"),
+        505 => ("http_version_not_supported", "only HTTP/1.1 and HTTP/1.0 are served"),
+        _ => ("bad_request", "malformed request"),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut out = String::with_capacity(head.len() + body.len() + 64);
+    out.push_str(status_line);
+    out.push_str("\r\n");
+    for line in headers.iter().filter(|l| !is(l, "content-length")) {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("content-type: application/json\r\n");
+    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    out.push_str(&body);
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_parse_errors_become_json() {
+        let raw = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 22:47:59 GMT\r\n\r\n";
+        let out = String::from_utf8(json_parse_error(raw).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("connection: close\r\n"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(
+            head.ends_with(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+        // Router responses are left alone: bodies, 2xx/3xx, partial writes.
+        for other in [
+            &b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 10\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
+        ] {
+            assert_eq!(json_parse_error(other), None, "{}", String::from_utf8_lossy(other));
+        }
+    }
+}

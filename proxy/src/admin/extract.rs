@@ -125,8 +125,10 @@ impl<'de> Visitor<'de> for TtlVisitor {
             "not a whole number"
         } else if v < 0.0 {
             "negative"
-        } else {
+        } else if v >= u64::MAX as f64 {
             "too large"
+        } else {
+            "written with a decimal point or an exponent"
         };
         Err(E::custom(format!("{what}; expected {TTL_EXPECTED}")))
     }
