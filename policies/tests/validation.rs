@@ -48,7 +48,7 @@ fn syntax_and_unknown_keys() {
         ("[server]\nlisten = \n", "t.toml:2: invalid string; expected `\"`, `'`"),
         (
             "[server]\nthreads = 2\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
-            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, keepalive-timeout, access-log, read-buffer, write-buffer, tls)",
+            "t.toml:4: server.lisen: unknown key (expected one of: listen, threads, grace-period, keepalive-timeout, first-request-timeout, header-read-timeout, body-read-timeout, access-log, read-buffer, write-buffer, tls)",
         ),
         (
             "[servr]\nlisten = \"x\"\n",
@@ -69,6 +69,26 @@ fn syntax_and_unknown_keys() {
         (
             "[server]\nkeepalive-timeout = \"1500ms\"\n",
             "t.toml:2: server.keepalive-timeout: must be a whole number of seconds, at least 1s",
+        ),
+        (
+            "[server]\nheader-read-timeout = \"0s\"\n",
+            "t.toml:2: server.header-read-timeout: must be more than 0s",
+        ),
+        (
+            "[server]\nbody-read-timeout = \"0s\"\n",
+            "t.toml:2: server.body-read-timeout: must be more than 0s",
+        ),
+        (
+            "[server]\nfirst-request-timeout = \"soon\"\n",
+            "t.toml:2: server.first-request-timeout: \"soon\" is not a duration, e.g. \"10m\"",
+        ),
+        (
+            "[admin]\nmax-connections = 0\n",
+            "t.toml:2: admin.max-connections: 0 is not between 1 and 1000000",
+        ),
+        (
+            "[admin]\nidle-timeout = \"0s\"\n",
+            "t.toml:2: admin.idle-timeout: must be more than 0s",
         ),
         (
             "[server]\nread-buffer = \"32MiB\"\n",
