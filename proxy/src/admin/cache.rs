@@ -109,6 +109,7 @@ pub struct ListParams {
     pub host: Option<String>,
     pub tag: Option<String>,
     /// Page size, 1 to 1000. Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -131,9 +132,11 @@ pub struct EntryParams {
 pub struct InjectParams {
     /// Absolute URL as clients request it through the proxy.
     pub url: String,
-    /// How long the response stays fresh (at least 1).
+    /// How long the response stays fresh, 1 s to 365 days (by default).
+    #[param(minimum = 1, maximum = 31_536_000)]
     pub ttl_seconds: u64,
-    /// Status of the stored response. Default 200.
+    /// Status of the stored response, 200 to 599. Default 200.
+    #[param(minimum = 200, maximum = 599)]
     pub status: Option<u16>,
 }
 

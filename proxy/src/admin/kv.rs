@@ -38,6 +38,12 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 /// Most checks, and most mutations, in one atomic call.
 pub const MAX_ATOMIC_OPS: usize = 1000;
 
+/// Description of the `{key}` path parameter; its pattern is set by `openapi`.
+const KEY_PARAM_DOC: &str = "Key: 1 to 512 bytes (UTF-8), no control characters. A key of \
+    several parts is written with literal `/` between them (`/kv/items/notes/abc`), which \
+    OpenAPI's single path parameter cannot express; `%2F`, empty parts and `.` or `..` \
+    parts are refused (400).";
+
 /// One stored item as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -45,7 +51,6 @@ pub struct ItemView {
     #[schema(example = "notes/abc-123")]
     pub key: String,
     /// Any JSON value.
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// Opaque; changes on every write. Use it in `If-Match` or atomic checks.
     pub version: String,
@@ -69,10 +74,10 @@ pub struct WriteView {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PutBody {
     /// Any JSON value (at most 1 MiB once serialized, by default).
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// Time to live in whole seconds (1 s to 365 days by default); absent or null = no expiry.
     #[serde(default, deserialize_with = "ttl_seconds")]
+    #[schema(minimum = 1, maximum = 31_536_000)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -97,7 +102,9 @@ pub struct ListParams {
     pub start: Option<String>,
     /// Last key (exclusive).
     pub end: Option<String>,
-    /// Page size, 1 to 1000. Default 100.
+    /// Page size, 1 to 1000. Default 100. A page ends earlier when its items would make
+    /// an answer over 16 MiB; `cursor` then continues after the last item answered.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `cursor` of the previous page.
     pub cursor: Option<String>,
@@ -109,7 +116,8 @@ pub struct ListParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetManyBody {
-    /// At most 1000 keys.
+    /// At most 1000 keys; a key named several times is read once.
+    #[schema(max_items = 1000)]
     pub keys: Vec<String>,
 }
 
@@ -133,6 +141,7 @@ pub struct AtomicBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
+    #[schema(min_length = 1, max_length = 512)]
     pub key: String,
     pub version: Option<String>,
 }
@@ -142,22 +151,26 @@ pub struct CheckBody {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MutationBody {
     Set {
+        #[schema(min_length = 1, max_length = 512)]
         key: String,
-        #[schema(value_type = Object)]
         value: serde_json::Value,
         #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
+        #[schema(minimum = 1, maximum = 31_536_000)]
         ttl_seconds: Option<u64>,
     },
     Delete {
+        #[schema(min_length = 1, max_length = 512)]
         key: String,
     },
     /// Adds `delta` (default 1) to a numeric value; an absent key counts as 0.
     Increment {
+        #[schema(min_length = 1, max_length = 512)]
         key: String,
         #[serde(default = "one")]
         #[schema(value_type = f64)]
         delta: serde_json::Number,
         #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
+        #[schema(minimum = 1, maximum = 31_536_000)]
         ttl_seconds: Option<u64>,
     },
 }
@@ -184,9 +197,9 @@ pub struct KeyVersion {
     path = "/kv/items/{key}",
     tag = "kv",
     params(
-        ("key" = String, Path, description = "Key: parts separated by `/` (no empty parts, no `.` or `..`, no `%2F`)"),
-        ("If-Match" = Option<String>, Header, description = "`\"<version>\"`: compare-and-swap; `*`: only if the item exists"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: only if the item is absent"),
+        ("key" = String, Path, description = KEY_PARAM_DOC, min_length = 1, max_length = 512),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "`\"<version>\"`: compare-and-swap (412 unless the item has that version); `*`: only if the item exists"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = r"^\*$", description = "`*`: only if the item is absent"),
     ),
     request_body = PutBody,
     responses(
@@ -230,8 +243,8 @@ pub async fn put_item(
     path = "/kv/items/{key}",
     tag = "kv",
     params(
-        ("key" = String, Path, description = "Key: parts separated by `/`"),
-        ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when unchanged"),
+        ("key" = String, Path, description = KEY_PARAM_DOC, min_length = 1, max_length = 512),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "`\"<version>\"`: 304 when unchanged"),
     ),
     responses(
         (status = 200, description = "The item; `ETag` is its version", body = Data<ItemView>),
@@ -270,7 +283,7 @@ pub async fn get_item(
     delete,
     path = "/kv/items/{key}",
     tag = "kv",
-    params(("key" = String, Path, description = "Key: parts separated by `/`")),
+    params(("key" = String, Path, description = KEY_PARAM_DOC, min_length = 1, max_length = 512)),
     responses(
         (status = 204, description = "Deleted (or was absent)"),
         (status = 400, description = "Invalid key", body = ErrorBody),

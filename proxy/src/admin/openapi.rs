@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use axum::routing::put;
 use axum::Json;
+use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -74,9 +75,91 @@ pub fn api() -> OpenApiRouter<AdminState> {
 
 static SPEC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| api().split_for_parts().1);
 
-/// The OpenAPI document of the admin API.
+static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
+    let mut doc = serde_json::to_value(spec()).unwrap_or_default();
+    add_key_patterns(&mut doc);
+    doc
+});
+
+/// The OpenAPI document of the admin API, as generated from the attributes.
 pub fn spec() -> &'static utoipa::openapi::OpenApi {
     &SPEC
+}
+
+/// The document as served: [`spec`] plus the key patterns (utoipa takes only literal
+/// patterns, and these are built from one part's expression).
+pub fn document() -> &'static Value {
+    &DOCUMENT
+}
+
+/// Control characters (Unicode Cc), which the store refuses in keys.
+const CC: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// One key part: no `/`, no control character, not `.` or `..` (no look-ahead: the
+/// expression must mean the same in ECMA 262 and in the generators of API testers).
+fn part_re() -> String {
+    format!(r"(?:[^/.{CC}][^/{CC}]*|\.[^/.{CC}][^/{CC}]*|\.\.[^/{CC}]+)")
+}
+
+/// A whole key: parts separated by `/`.
+pub fn key_pattern() -> String {
+    let part = part_re();
+    format!("^{part}(?:/{part})*$")
+}
+
+/// The `{key}` path parameter: OpenAPI percent-encodes a `/` in a parameter value, and
+/// the server refuses `%2F`, so as a parameter a key is one part.
+pub fn path_key_pattern() -> String {
+    format!("^{}$", part_re())
+}
+
+/// Sets the key patterns: on the `key` path parameters, on every `key` property of a
+/// request body and on the items of `keys`.
+fn add_key_patterns(doc: &mut Value) {
+    let key = key_pattern();
+    let path_key = path_key_pattern();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut() {
+                let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+                for param in params.into_iter().flatten() {
+                    if param["in"] == "path" && param["name"] == "key" {
+                        param["schema"]["pattern"] = Value::String(path_key.clone());
+                    }
+                }
+            }
+        }
+    }
+    let schemas = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut);
+    for (name, schema) in schemas.into_iter().flatten() {
+        if name.ends_with("Body") {
+            set_key_patterns(schema, &key);
+        }
+    }
+}
+
+fn set_key_patterns(schema: &mut Value, key: &str) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+                if let Some(k) = props.get_mut("key") {
+                    k["pattern"] = Value::String(key.to_owned());
+                }
+                if let Some(items) = props.get_mut("keys").and_then(|k| k.get_mut("items")) {
+                    items["pattern"] = Value::String(key.to_owned());
+                    items["minLength"] = Value::from(1);
+                    items["maxLength"] = Value::from(512);
+                }
+            }
+            for v in map.values_mut() {
+                set_key_patterns(v, key);
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(|v| set_key_patterns(v, key)),
+        _ => {}
+    }
 }
 
 /// This document.
@@ -89,6 +172,6 @@ pub fn spec() -> &'static utoipa::openapi::OpenApi {
         (status = 401, description = "Missing or wrong token", body = super::error::ErrorBody),
     )
 )]
-pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(spec())
+pub async fn openapi_json() -> Json<&'static Value> {
+    Json(document())
 }
