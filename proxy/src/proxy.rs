@@ -181,6 +181,31 @@ async fn respond_json(session: &mut Session, status: u16, body: serde_json::Valu
     Ok(())
 }
 
+/// RFC 9112 §6.3: a `Content-Length` repeated with one value is that value,
+/// sent once; differing values make the response invalid (502).
+fn dedupe_content_length(resp: &mut ResponseHeader) -> Result<()> {
+    let mut values = resp.headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next().cloned() else {
+        return Ok(());
+    };
+    let mut repeated = false;
+    for v in values {
+        repeated = true;
+        if v != first {
+            let mut e = Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "origin sent differing Content-Length values",
+            );
+            e.as_up();
+            return Err(e);
+        }
+    }
+    if repeated {
+        resp.insert_header(header::CONTENT_LENGTH, first)?;
+    }
+    Ok(())
+}
+
 /// The status of the error answer for a failure before any response header
 /// left; 0 when the client is gone and nothing can be written.
 fn error_status(e: &Error) -> u16 {
@@ -622,7 +647,19 @@ impl ProxyHttp for AsideProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let status = upstream_response.status.as_u16();
+        // RFC 9110 §15: status codes are 100..=599; anything else is not a
+        // response a client can act on (the http crate accepts up to 999).
+        if !(100..=599).contains(&status) {
+            let mut e = Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                format!("origin answered status {status}, outside 100..=599"),
+            );
+            e.as_up();
+            return Err(e);
+        }
+        dedupe_content_length(upstream_response)?;
+        ctx.upstream_status = Some(status);
         if let Some(start) = ctx.upstream_started {
             let elapsed = start.elapsed();
             ctx.upstream_time = Some(elapsed);

@@ -134,9 +134,9 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let store = rt
-        .block_on(Store::open(store_config(&config)))
-        .with_context(|| format!("cannot open store {}", config.store.path.display()))?;
+    // The store's error names the file already.
+    let store = rt.block_on(Store::open(store_config(&config)))?;
+    restrict_to_owner(&config.store.path);
 
     let mut token_source = config.admin.token.clone();
     if matches!(token_source, aside_policies::TokenSource::Generate)
@@ -308,6 +308,15 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// The store file holds every cached response and KV value: readable by its
+/// owner only, like the admin token beside it (redb creates it 0644).
+fn restrict_to_owner(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the store file private (0600)");
     }
 }
 

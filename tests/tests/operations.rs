@@ -372,3 +372,45 @@ async fn unusable_tls_files_stop_the_start_with_an_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_store_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let origin = Origin::start(|_, _| Reply::ok("ok")).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let path = aside.dir.path().join("aside.redb");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}: {mode:o}", path.display());
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_open_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the store file should be: redb cannot open it.
+    let store = dir.path().join("aside.redb");
+    std::fs::create_dir(&store).unwrap();
+    let config = dir.path().join("aside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{}\"\n[server]\nlisten = \"127.0.0.1:{}\"\n[store]\npath = \"{}\"\n[[upstream]]\nname = \"o\"\nurl = \"http://127.0.0.1:9\"\n[[route]]\nupstream = \"o\"\n",
+            aside_tests::free_port(),
+            aside_tests::free_port(),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(aside_tests::aside_bin())
+        .arg("--config")
+        .arg(&config)
+        .env("ASIDE_ADMIN_TOKEN", aside_tests::TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("cannot open store").count(),
+        1,
+        "the reason should be said once: {stderr}"
+    );
+}

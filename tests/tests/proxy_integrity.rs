@@ -197,3 +197,62 @@ async fn bad_chunk_size_ends_the_response_incomplete() {
     let again = raw_get(aside.addr, "/badchunk").await;
     assert!(split_head(&again).0.contains("x-cache: miss"));
 }
+
+/// An origin that answers every request with exactly `response`.
+async fn canned_origin(response: &'static str) -> SocketAddr {
+    raw_origin(move |mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(response.as_bytes()).await;
+        let _ = s.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_repeated_equal_content_length_is_forwarded_once() {
+    // RFC 9112 §6.3: the same value repeated is that value.
+    let origin = canned_origin(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nCache-Control: max-age=60\r\n\r\nhello",
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+    for expect in ["x-cache: miss", "x-cache: hit"] {
+        let raw = raw_get(aside.addr, "/dup").await;
+        let (head, body) = split_head(&raw);
+        assert!(head.contains(expect), "{head}");
+        assert_eq!(head.matches("content-length:").count(), 1, "{head}");
+        assert_eq!(body, b"hello");
+    }
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_a_bad_gateway() {
+    let origin =
+        canned_origin("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+            .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+    assert_eq!(aside.get("/mismatch").await.status, 502);
+}
+
+#[tokio::test]
+async fn an_origin_status_outside_100_to_599_is_a_bad_gateway() {
+    let origin = canned_origin(
+        "HTTP/1.1 999 Weird\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nno",
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{origin}"))
+        .start()
+        .await;
+    let r = aside.get("/weird").await;
+    assert_eq!(r.status, 502, "{:?}", r.text());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_error");
+}
