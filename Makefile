@@ -31,6 +31,7 @@ test: prereqs
 	$(CARGO) test --workspace --no-run
 	@for f in $(CONFIGS); do echo "check-config $$f"; $(ASIDE_DEBUG) --check-config $$f || exit 1; done
 	$(CARGO) test --workspace
+	scripts/schemathesis.sh $(ASIDE_DEBUG)
 	ASIDE_BIN=$(CURDIR)/$(ASIDE_DEBUG) bench/run.sh --smoke
 
 bench: prereqs

@@ -137,6 +137,13 @@ fn add_key_patterns(doc: &mut Value) {
         if name.ends_with("Body") {
             set_key_patterns(schema, &key);
         }
+        // `deny_unknown_fields` holds for each variant of the tagged mutation too.
+        if name == "MutationBody" {
+            let variants = schema.get_mut("oneOf").and_then(Value::as_array_mut);
+            for variant in variants.into_iter().flatten() {
+                variant["additionalProperties"] = Value::Bool(false);
+            }
+        }
     }
 }
 
