@@ -259,12 +259,13 @@ async fn too_large_cache_injection_is_a_json_413() {
 
 /// Regression (issue 11, item 5): a raw non-ASCII byte in the request target got a 400
 /// with an empty body. hyper writes that answer itself: `admin::error::json_parse_error`
-/// turns it into JSON, and the listener's writer has to apply it.
+/// turns it into JSON, and the listener's writer applies it.
 #[tokio::test]
-#[ignore = "waits for admin::listener to pass hyper's own error responses through admin::error::json_parse_error"]
 async fn raw_non_ascii_byte_in_the_path_is_a_json_400() {
     let admin = start().await;
-    for target in [&b"/kv/items/a\xffb"[..], b"/\xff", b"/kv/items/\xc3\xa9"] {
+    // (Raw UTF-8 such as `/kv/items/\xc3\xa9` is accepted by hyper as obs-text and
+    // routed: a JSON 404 for a missing key, not a parse error.)
+    for target in [&b"/kv/items/a\xffb"[..], b"/\xff"] {
         let mut request = b"GET ".to_vec();
         request.extend_from_slice(target);
         request.extend_from_slice(

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -123,7 +123,7 @@ pub async fn serve(
         let router = router.clone();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
-            let io = TokioIo::new(Guarded::new(stream, limits.deadlines));
+            let io = TokioIo::new(JsonErrors::new(Guarded::new(stream, limits.deadlines)));
             let body_limit = limits.body;
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let req = req.map(|body| bounded_body(body, body_limit));
@@ -220,5 +220,122 @@ impl HttpBody for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection whose bodiless error answers get the JSON body of every other
+/// admin error. hyper answers a request it cannot parse (a byte that is not
+/// ASCII in the path, a malformed header, headers too large) by itself,
+/// before any router runs, with a head and `content-length: 0`; this writer
+/// recognises such a head ([`super::error::json_parse_error`]) and sends the
+/// JSON form in its place. Everything else passes through untouched.
+struct JsonErrors<S> {
+    inner: S,
+    /// A rewritten answer being written, and how much of it has gone.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> JsonErrors<S> {
+    fn new(inner: S) -> Self {
+        JsonErrors {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> JsonErrors<S> {
+    /// Write what is pending; `Ready(Ok)` once all of it is gone.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.pending {
+            if *written == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// `buf` is taken whole: either rewritten (then reported written once the
+    /// rewrite is out) or passed on.
+    fn write_one(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.pending.is_none() && is_bodiless_error_head(buf) {
+            if let Some(json) = super::error::json_parse_error(buf) {
+                self.pending = Some((json, 0));
+            }
+        }
+        if self.pending.is_some() {
+            return match self.poll_pending(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+}
+
+/// Cheap test before the full parse: a whole `HTTP/1.1 4xx`/`5xx` head.
+fn is_bodiless_error_head(buf: &[u8]) -> bool {
+    (buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.1 5")) && buf.ends_with(b"\r\n\r\n")
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for JsonErrors<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.write_one(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        // A head alone (hyper's own error answers) arrives as one slice.
+        let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (non_empty.next(), non_empty.next()) {
+            return self.write_one(cx, only);
+        }
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
