@@ -50,9 +50,19 @@ pub enum Error {
         actual: Option<Version>,
     },
 
-    /// `increment` on a value that is not a number.
+    /// `increment` on a value (or with a delta) that is not a number.
     #[error("value of key {key:?} is not a number")]
     NotANumber { key: String },
+
+    /// `increment` of (or by) an integer written outside the signed 64-bit range:
+    /// such integers are stored exactly, but not added (rounding would change them).
+    #[error(
+        "cannot increment key {key:?}: {} is an integer outside the 64-bit range \
+         (-9223372036854775808 to 9223372036854775807); such integers are stored \
+         exactly but cannot be incremented",
+        if *delta { "the delta" } else { "its value" }
+    )]
+    IntegerOutOfRange { key: String, delta: bool },
 
     /// `increment` would overflow an i64 or produce a non-finite float.
     #[error("increment of key {key:?} overflows")]

@@ -16,7 +16,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use crate::cold::Hash;
-use crate::{CacheEntry, Clock, Version};
+use crate::{CacheEntry, Clock, JsonText, Version};
 
 /// Bytes charged per entry on top of key + value: moka's own bookkeeping, the
 /// `Arc`s, the decoded struct and enum wrappers. Calibrated with the memory bench
@@ -36,9 +36,7 @@ pub(crate) enum HotKey {
 pub(crate) struct KvRecord {
     pub(crate) version: Version,
     pub(crate) expires_at: Option<SystemTime>,
-    pub(crate) value: serde_json::Value,
-    /// Serialized size, for the weigher (the decoded `Value` is not cheap to measure).
-    pub(crate) size: usize,
+    pub(crate) value: JsonText,
 }
 
 impl KvRecord {
@@ -94,7 +92,7 @@ fn weigh(k: &HotKey, v: &HotValue) -> u32 {
         HotKey::Cache(_) => 16,
     };
     let value = match v {
-        HotValue::Kv(r) => r.size as u64,
+        HotValue::Kv(r) => r.value.len() as u64,
         HotValue::Cache(e) => {
             (e.body.len()
                 + e.meta_internal.len()

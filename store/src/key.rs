@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Limits, Result};
+use crate::{Error, JsonText, Limits, Result};
 
 /// Checks a KV key against the key rules: non-empty, at most `max_key_bytes`,
 /// parts separated by `/` with no empty part (so no leading, trailing or double
@@ -46,14 +46,12 @@ pub fn validate_key(key: &str, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-/// Serializes a value and checks its size.
+/// Checks the size of a value's text (what is stored and answered).
 ///
 /// # Errors
 /// `Error::ValueTooLarge`.
-pub fn encode_value(value: &serde_json::Value, limits: &Limits) -> Result<Vec<u8>> {
-    let bytes = serde_json::to_vec(value).map_err(|e| Error::io("serializing a value", e))?;
-    check_value_size(bytes.len(), limits)?;
-    Ok(bytes)
+pub fn check_value(value: &JsonText, limits: &Limits) -> Result<()> {
+    check_value_size(value.len(), limits)
 }
 
 pub(crate) fn check_value_size(size: usize, limits: &Limits) -> Result<()> {
@@ -176,9 +174,9 @@ mod tests {
             max_value_bytes: 10,
             ..Limits::default()
         };
-        assert!(encode_value(&serde_json::json!("12345678"), &l).is_ok());
+        assert!(check_value(&serde_json::json!("12345678").into(), &l).is_ok());
         assert!(matches!(
-            encode_value(&serde_json::json!("123456789"), &l),
+            check_value(&serde_json::json!("123456789").into(), &l),
             Err(Error::ValueTooLarge { size: 11, max: 10 })
         ));
     }

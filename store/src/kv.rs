@@ -8,9 +8,9 @@ use base64::Engine as _;
 use crate::clock::to_nanos;
 use crate::cold::{self, Ctx, KvListPlan, KvRaw};
 use crate::hot::{HotKey, HotValue, KvRecord};
-use crate::key::{encode_value, normalize_prefix, validate_key, validate_ttl};
+use crate::key::{check_value, normalize_prefix, validate_key, validate_ttl};
 use crate::writer::{Op, Prepared};
-use crate::{Error, Result, Store, Version};
+use crate::{AddError, Error, JsonText, Result, Store, Version};
 
 /// Default and maximum page sizes of [`Store::list`].
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -20,7 +20,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 #[derive(Clone, Debug, PartialEq)]
 pub struct KvItem {
     pub key: String,
-    pub value: serde_json::Value,
+    /// The value's JSON text as it was written (see [`JsonText`]).
+    pub value: JsonText,
     pub version: Version,
     pub expires_at: Option<SystemTime>,
 }
@@ -67,18 +68,20 @@ pub struct Check {
 pub enum Mutation {
     Set {
         key: String,
-        value: serde_json::Value,
+        value: JsonText,
         ttl: Option<Duration>,
     },
     Delete {
         key: String,
     },
-    /// Adds `delta` to a number (an absent key counts as 0). i64 arithmetic when both
-    /// are integers (overflow is an error), f64 otherwise. `ttl: None` keeps the
-    /// item's current expiry.
+    /// Adds `delta` to a number (an absent key counts as 0): i64 arithmetic when both
+    /// are integer literals (overflow is an error), f64 when either has a fraction or
+    /// an exponent; an integer literal outside i64 is refused (`IntegerOutOfRange`),
+    /// never rounded. `delta` must be a JSON number. `ttl: None` keeps the item's
+    /// current expiry. See [`increment`].
     Increment {
         key: String,
-        delta: serde_json::Number,
+        delta: JsonText,
         ttl: Option<Duration>,
     },
 }
@@ -89,8 +92,29 @@ pub struct AtomicResult {
     pub versions: Vec<(String, Option<Version>)>,
 }
 
+/// The value an increment writes: `current` (absent = 0) plus `delta` (see
+/// [`JsonText::add`]). Shared by every KV backend, so that they compute alike.
+///
+/// # Errors
+/// `NotANumber`, `IntegerOutOfRange`, `Overflow`, each naming `key`.
+pub fn increment(current: Option<&JsonText>, delta: &JsonText, key: &str) -> Result<JsonText> {
+    let zero = JsonText::from_i64(0);
+    current.unwrap_or(&zero).add(delta).map_err(|e| match e {
+        AddError::NotANumber { .. } => Error::NotANumber {
+            key: key.to_string(),
+        },
+        AddError::OutOfRange { delta } => Error::IntegerOutOfRange {
+            key: key.to_string(),
+            delta,
+        },
+        AddError::Overflow => Error::Overflow {
+            key: key.to_string(),
+        },
+    })
+}
+
 pub(crate) fn item_from_raw(key: String, raw: KvRaw) -> Result<KvItem> {
-    let value = serde_json::from_slice(&raw.json).map_err(|e| Error::Corrupt {
+    let value = JsonText::from_stored(&raw.json).map_err(|e| Error::Corrupt {
         what: format!("kv value of {key:?}: {e}"),
     })?;
     Ok(KvItem {
@@ -144,13 +168,11 @@ impl Store {
         let Some(raw) = raw.filter(|r| r.is_live(to_nanos(now))) else {
             return Ok(None);
         };
-        let size = raw.json.len();
         let item = item_from_raw(key.to_string(), raw)?;
         let rec = KvRecord {
             version: item.version,
             expires_at: item.expires_at,
             value: item.value.clone(),
-            size,
         };
         self.shared
             .hot
@@ -159,7 +181,8 @@ impl Store {
         Ok(Some(item))
     }
 
-    /// Writes `value` under `key`, durably (fsync) before returning.
+    /// Writes `value` under `key`, durably (fsync) before returning. The value's
+    /// text is stored and returned as given.
     ///
     /// # Errors
     /// `InvalidKey`, `ValueTooLarge`, `InvalidTtl`, `PreconditionFailed` when the
@@ -167,17 +190,17 @@ impl Store {
     pub async fn set(
         &self,
         key: &str,
-        value: serde_json::Value,
+        value: impl Into<JsonText>,
         ttl: Option<Duration>,
         condition: SetCondition,
     ) -> Result<KvItem> {
+        let value = value.into();
         let limits = &self.shared.limits;
         validate_key(key, limits)?;
         validate_ttl(ttl, limits)?;
-        let json = encode_value(&value, limits)?;
+        check_value(&value, limits)?;
         self.request(|reply| Op::Set {
             key: key.to_string(),
-            json,
             value,
             ttl,
             condition,
@@ -286,13 +309,8 @@ impl Store {
                 Mutation::Set { key, value, ttl } => {
                     validate_key(&key, limits)?;
                     validate_ttl(ttl, limits)?;
-                    let json = encode_value(&value, limits)?;
-                    Prepared::Set {
-                        key,
-                        json,
-                        value,
-                        ttl,
-                    }
+                    check_value(&value, limits)?;
+                    Prepared::Set { key, value, ttl }
                 }
                 Mutation::Delete { key } => {
                     validate_key(&key, limits)?;
@@ -301,6 +319,9 @@ impl Store {
                 Mutation::Increment { key, delta, ttl } => {
                     validate_key(&key, limits)?;
                     validate_ttl(ttl, limits)?;
+                    if !delta.is_number() {
+                        return Err(Error::NotANumber { key });
+                    }
                     Prepared::Increment { key, delta, ttl }
                 }
             });

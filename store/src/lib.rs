@@ -59,6 +59,7 @@ mod presence;
 mod reader;
 mod store;
 mod tables;
+mod value;
 mod version;
 mod writer;
 
@@ -67,8 +68,9 @@ pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Limits, StoreConfig, MAX_ATOMIC_OPS};
 pub use error::{Error, Result};
 pub use kv::{
-    AtomicResult, Check, KvItem, ListPage, ListQuery, Mutation, SetCondition, DEFAULT_LIST_LIMIT,
-    MAX_LIST_LIMIT,
+    increment, AtomicResult, Check, KvItem, ListPage, ListQuery, Mutation, SetCondition,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 pub use store::{Store, StoreStats};
+pub use value::{AddError, JsonText, Numeric};
 pub use version::Version;

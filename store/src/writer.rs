@@ -35,11 +35,13 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use crate::clock::{from_nanos, to_nanos};
 use crate::cold::{self, Ctx, Hash};
 use crate::hot::{HotKey, HotTier, HotValue, KvRecord};
-use crate::kv::{AtomicResult, Check, KvItem, SetCondition};
+use crate::kv::{increment, AtomicResult, Check, KvItem, SetCondition};
 use crate::presence::ColdPresence;
 use crate::store::{PendingFills, Touches};
 use crate::tables::{deadline, Meta, WriteTables};
-use crate::{gc, CacheEntry, CacheSelector, Clock, Error, PurgeMode, Result, StoreConfig, Version};
+use crate::{
+    gc, CacheEntry, CacheSelector, Clock, Error, JsonText, PurgeMode, Result, StoreConfig, Version,
+};
 
 const MAX_BATCH: usize = 1024;
 
@@ -54,8 +56,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 pub(crate) enum Prepared {
     Set {
         key: String,
-        json: Vec<u8>,
-        value: serde_json::Value,
+        value: JsonText,
         ttl: Option<Duration>,
     },
     Delete {
@@ -63,7 +64,7 @@ pub(crate) enum Prepared {
     },
     Increment {
         key: String,
-        delta: serde_json::Number,
+        delta: JsonText,
         ttl: Option<Duration>,
     },
 }
@@ -72,8 +73,7 @@ pub(crate) enum Prepared {
 pub(crate) enum Op {
     Set {
         key: String,
-        json: Vec<u8>,
-        value: serde_json::Value,
+        value: JsonText,
         ttl: Option<Duration>,
         condition: SetCondition,
         reply: Reply<KvItem>,
@@ -564,7 +564,6 @@ impl Writer {
         match op {
             Op::Set {
                 key,
-                json,
                 value,
                 ttl,
                 condition,
@@ -585,14 +584,14 @@ impl Writer {
                 }
                 let version = m.take_version();
                 let expires = ttl.map(|d| deadline(now, d)).unwrap_or(0);
-                t.kv_put(&key, version, expires, &json, m)?;
+                t.kv_put(&key, version, expires, value.as_str().as_bytes(), m)?;
                 let item = KvItem {
                     key: key.clone(),
                     value: value.clone(),
                     version: Version::from_u64(version),
                     expires_at: (expires != 0).then(|| from_nanos(expires)),
                 };
-                hot.push(kv_hot(key, value, version, expires, json.len()));
+                hot.push(kv_hot(key, value, version, expires));
                 answers.push(done(reply, Ok(item)));
             }
             Op::Delete { key, reply } => {
@@ -706,33 +705,20 @@ impl Writer {
         }
         // key -> planned state (None = deleted): later mutations see earlier ones.
         struct Planned {
-            json: Vec<u8>,
-            value: serde_json::Value,
+            value: JsonText,
             expires: u64,
         }
         let mut overlay: HashMap<String, Option<Arc<Planned>>> = HashMap::new();
         let mut plan: Vec<(String, Option<Arc<Planned>>)> = Vec::with_capacity(mutations.len());
         for mutation in mutations {
             let (key, state) = match mutation {
-                Prepared::Set {
-                    key,
-                    json,
-                    value,
-                    ttl,
-                } => {
+                Prepared::Set { key, value, ttl } => {
                     let expires = ttl.map(|d| deadline(now, d)).unwrap_or(0);
-                    (
-                        key,
-                        Some(Arc::new(Planned {
-                            json,
-                            value,
-                            expires,
-                        })),
-                    )
+                    (key, Some(Arc::new(Planned { value, expires })))
                 }
                 Prepared::Delete { key } => (key, None),
                 Prepared::Increment { key, delta, ttl } => {
-                    let current: Option<(serde_json::Value, u64)> = match overlay.get(&key) {
+                    let current: Option<(JsonText, u64)> = match overlay.get(&key) {
                         Some(Some(p)) => Some((p.value.clone(), p.expires)),
                         Some(None) => None,
                         None => match t.kv_get(&key)?.filter(|r| r.is_live(now_n)) {
@@ -744,28 +730,19 @@ impl Writer {
                             None => None,
                         },
                     };
-                    let (cur, cur_exp) = current.unwrap_or((serde_json::Value::from(0), 0));
-                    let value = match add(&cur, &delta, &key) {
+                    let cur_exp = current.as_ref().map_or(0, |c| c.1);
+                    let value = match increment(current.as_ref().map(|c| &c.0), &delta, &key) {
                         Ok(v) => v,
                         Err(e) => return Ok(Err(e)),
                     };
-                    let json =
-                        serde_json::to_vec(&value).map_err(|e| Error::io("serializing", e))?;
-                    if json.len() > self.max_value_bytes {
+                    if value.len() > self.max_value_bytes {
                         return Ok(Err(Error::ValueTooLarge {
-                            size: json.len(),
+                            size: value.len(),
                             max: self.max_value_bytes,
                         }));
                     }
                     let expires = ttl.map(|d| deadline(now, d)).unwrap_or(cur_exp);
-                    (
-                        key,
-                        Some(Arc::new(Planned {
-                            json,
-                            value,
-                            expires,
-                        })),
-                    )
+                    (key, Some(Arc::new(Planned { value, expires })))
                 }
             };
             overlay.insert(key.clone(), state.clone());
@@ -776,14 +753,8 @@ impl Writer {
             match state {
                 Some(p) => {
                     let version = m.take_version();
-                    t.kv_put(&key, version, p.expires, &p.json, m)?;
-                    hot.push(kv_hot(
-                        key.clone(),
-                        p.value.clone(),
-                        version,
-                        p.expires,
-                        p.json.len(),
-                    ));
+                    t.kv_put(&key, version, p.expires, p.value.as_str().as_bytes(), m)?;
+                    hot.push(kv_hot(key.clone(), p.value.clone(), version, p.expires));
                     versions.push((key, Some(Version::from_u64(version))));
                 }
                 None => {
@@ -797,20 +768,13 @@ impl Writer {
     }
 }
 
-fn kv_hot(
-    key: String,
-    value: serde_json::Value,
-    version: u64,
-    expires: u64,
-    size: usize,
-) -> HotUpdate {
+fn kv_hot(key: String, value: JsonText, version: u64, expires: u64) -> HotUpdate {
     HotUpdate::Put(
         HotKey::Kv(key.into()),
         HotValue::Kv(Arc::new(KvRecord {
             version: Version::from_u64(version),
             expires_at: (expires != 0).then(|| from_nanos(expires)),
             value,
-            size,
         })),
     )
 }
@@ -833,59 +797,4 @@ fn soft_expire(
         HotValue::Cache(Arc::new(e)),
     ));
     Ok(true)
-}
-
-/// `cur + delta`: i64 when both are integers (checked), f64 otherwise (finite).
-pub(crate) fn add(
-    cur: &serde_json::Value,
-    delta: &serde_json::Number,
-    key: &str,
-) -> Result<serde_json::Value> {
-    let serde_json::Value::Number(n) = cur else {
-        return Err(Error::NotANumber {
-            key: key.to_string(),
-        });
-    };
-    if let (Some(a), Some(b)) = (n.as_i64(), delta.as_i64()) {
-        return a
-            .checked_add(b)
-            .map(serde_json::Value::from)
-            .ok_or_else(|| Error::Overflow {
-                key: key.to_string(),
-            });
-    }
-    let (Some(a), Some(b)) = (n.as_f64(), delta.as_f64()) else {
-        return Err(Error::NotANumber {
-            key: key.to_string(),
-        });
-    };
-    serde_json::Number::from_f64(a + b)
-        .map(serde_json::Value::Number)
-        .ok_or_else(|| Error::Overflow {
-            key: key.to_string(),
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn add_numbers() {
-        let n = |v: serde_json::Value| match v {
-            serde_json::Value::Number(n) => n,
-            _ => unreachable!(),
-        };
-        assert_eq!(add(&json!(1), &n(json!(2)), "k").unwrap(), json!(3));
-        assert_eq!(add(&json!(1.5), &n(json!(2)), "k").unwrap(), json!(3.5));
-        assert!(matches!(
-            add(&json!("x"), &n(json!(1)), "k"),
-            Err(Error::NotANumber { .. })
-        ));
-        assert!(matches!(
-            add(&json!(i64::MAX), &n(json!(1)), "k"),
-            Err(Error::Overflow { .. })
-        ));
-    }
 }

@@ -183,6 +183,10 @@ impl From<aside_store::Error> for ApiError {
                 code: "overflow",
                 message,
             },
+            E::IntegerOutOfRange { .. } => Self::Conflict {
+                code: "integer_out_of_range",
+                message,
+            },
             E::InvalidVersion { .. } => Self::BadRequest {
                 code: "invalid_version",
                 message,

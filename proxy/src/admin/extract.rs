@@ -157,6 +157,34 @@ where
     }
 }
 
+/// A KV request body (`PUT /kv/items/..`, `POST /kv/get-many`, `POST /kv/atomic`): JSON by
+/// content. A declared JSON `Content-Type` behaves as [`JsonBody`]; any other (or none) is
+/// accepted when the body is valid JSON, since plain `curl -d` sends
+/// `application/x-www-form-urlencoded`, and refused with 415 otherwise.
+#[derive(Debug)]
+pub struct KvJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for KvJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared = is_json(req.headers().get(header::CONTENT_TYPE));
+        let bytes = body_bytes(req, state).await?;
+        if !declared && serde_json::from_slice::<de::IgnoredAny>(&bytes).is_err() {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON request body (`Content-Type: application/json`); this body \
+                 is not JSON"
+                    .to_owned(),
+            ));
+        }
+        parse_json(&bytes).map(KvJsonBody)
+    }
+}
+
 /// The request body limit in force, put in every request's extensions by the router so that
 /// the 413 message names it.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use aside_store::{Check, KvItem, ListQuery, Mutation, SetCondition, Version};
+use aside_store::{Check, JsonText, KvItem, ListQuery, Mutation, SetCondition, Version};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{answer_limit, json_answer, json_bytes, ttl_seconds, JsonBody, QueryParams};
+use super::extract::{
+    answer_limit, json_answer, json_bytes, ttl_seconds, KvJsonBody as JsonBody, QueryParams,
+};
 use super::{AdminState, Data};
 
 /// Where item keys start in the request path.
@@ -50,8 +52,10 @@ const KEY_PARAM_DOC: &str = "Key: 1 to 512 bytes (UTF-8), no control characters.
 pub struct ItemView {
     #[schema(example = "notes/abc-123")]
     pub key: String,
-    /// Any JSON value.
-    pub value: serde_json::Value,
+    /// Any JSON value, exactly as it was written: key order, number spelling and string
+    /// escapes are kept (whitespace between tokens is not).
+    #[schema(value_type = serde_json::Value)]
+    pub value: JsonText,
     /// Opaque; changes on every write. Use it in `If-Match` or atomic checks.
     pub version: String,
     /// RFC 3339, or null when the item does not expire.
@@ -73,8 +77,10 @@ pub struct WriteView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PutBody {
-    /// Any JSON value (at most 1 MiB once serialized, by default).
-    pub value: serde_json::Value,
+    /// Any JSON value (at most 1 MiB without the whitespace between tokens, by default),
+    /// stored as written: key order and number spelling come back unchanged.
+    #[schema(value_type = serde_json::Value)]
+    pub value: JsonText,
     /// Time to live in whole seconds (1 s to 365 days by default); absent or null = no expiry.
     #[serde(default, deserialize_with = "ttl_seconds")]
     #[schema(minimum = 1, maximum = 31_536_000)]
@@ -147,13 +153,21 @@ pub struct CheckBody {
 }
 
 /// One mutation of an atomic call.
+// Read through `MutationWire`: serde buffers an internally tagged enum, which would
+// decode `value` and lose its text.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "lowercase",
+    deny_unknown_fields,
+    try_from = "MutationWire"
+)]
 pub enum MutationBody {
     Set {
         #[schema(min_length = 1, max_length = 512)]
         key: String,
-        value: serde_json::Value,
+        #[schema(value_type = serde_json::Value)]
+        value: JsonText,
         #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
         #[schema(minimum = 1, maximum = 31_536_000)]
         ttl_seconds: Option<u64>,
@@ -166,17 +180,99 @@ pub enum MutationBody {
     Increment {
         #[schema(min_length = 1, max_length = 512)]
         key: String,
+        /// A JSON number: integers add exactly within the signed 64-bit range (an
+        /// integer outside it is refused with 409 `integer_out_of_range`), a fraction or
+        /// exponent on either side adds as a double.
         #[serde(default = "one")]
         #[schema(value_type = f64)]
-        delta: serde_json::Number,
+        delta: JsonText,
         #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
         #[schema(minimum = 1, maximum = 31_536_000)]
         ttl_seconds: Option<u64>,
     },
 }
 
-fn one() -> serde_json::Number {
-    serde_json::Number::from(1)
+fn one() -> JsonText {
+    JsonText::from_i64(1)
+}
+
+/// The wire form of a [`MutationBody`]: a plain struct (never buffered, so `value` keeps
+/// its text), checked for the fields each type allows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutationWire {
+    #[serde(rename = "type")]
+    kind: MutationKind,
+    key: String,
+    value: Option<JsonText>,
+    #[serde(default, deserialize_with = "number_text")]
+    delta: Option<JsonText>,
+    #[serde(rename = "ttlSeconds", default, deserialize_with = "ttl_seconds")]
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MutationKind {
+    Set,
+    Delete,
+    Increment,
+}
+
+/// A JSON number, kept as text.
+fn number_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<JsonText>, D::Error> {
+    let text = Option::<JsonText>::deserialize(d)?;
+    match text {
+        Some(t) if !t.is_number() => Err(serde::de::Error::custom(format!(
+            "invalid type: {t}, expected a JSON number"
+        ))),
+        other => Ok(other),
+    }
+}
+
+impl TryFrom<MutationWire> for MutationBody {
+    type Error = String;
+
+    fn try_from(w: MutationWire) -> Result<Self, String> {
+        let refuse = |field: &str, kind: &str| {
+            Err(format!("unknown field `{field}` for a `{kind}` mutation"))
+        };
+        match w.kind {
+            MutationKind::Set => {
+                if w.delta.is_some() {
+                    return refuse("delta", "set");
+                }
+                let value = w.value.ok_or("missing field `value`")?;
+                Ok(MutationBody::Set {
+                    key: w.key,
+                    value,
+                    ttl_seconds: w.ttl_seconds,
+                })
+            }
+            MutationKind::Delete => {
+                if w.value.is_some() {
+                    return refuse("value", "delete");
+                }
+                if w.delta.is_some() {
+                    return refuse("delta", "delete");
+                }
+                if w.ttl_seconds.is_some() {
+                    return refuse("ttlSeconds", "delete");
+                }
+                Ok(MutationBody::Delete { key: w.key })
+            }
+            MutationKind::Increment => {
+                if w.value.is_some() {
+                    return refuse("value", "increment");
+                }
+                Ok(MutationBody::Increment {
+                    key: w.key,
+                    delta: w.delta.unwrap_or_else(one),
+                    ttl_seconds: w.ttl_seconds,
+                })
+            }
+        }
+    }
 }
 
 /// The new version of each mutated key, in mutation order (null after a delete).
@@ -351,30 +447,12 @@ pub async fn list_items(
 fn items_that_fit(items: &[KvItem], max: usize, max_key_bytes: usize) -> usize {
     let mut size = 1024 + 2 * max_key_bytes;
     for (i, item) in items.iter().enumerate() {
-        size += serialized_len(&item.value) + 2 * item.key.len() + 256;
+        size += item.value.len() + 2 * item.key.len() + 256;
         if size > max {
             return i;
         }
     }
     items.len()
-}
-
-/// The length of `value` serialized, without building it.
-fn serialized_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing into a counter cannot fail, nor can serializing a `Value`.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 /// Get several items at once.

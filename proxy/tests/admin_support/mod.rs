@@ -137,7 +137,10 @@ impl Admin {
             })
             .await
             .expect("list");
-        page.items.into_iter().map(|i| (i.key, i.value)).collect()
+        page.items
+            .into_iter()
+            .map(|i| (i.key, i.value.to_value()))
+            .collect()
     }
 
     /// Send raw bytes over a fresh TCP connection and return what the server answers

@@ -256,17 +256,17 @@ async fn atomic_all_or_nothing() {
             vec![
                 Mutation::Increment {
                     key: "a".into(),
-                    delta: 5.into(),
+                    delta: json!(5).into(),
                     ttl: None,
                 },
                 Mutation::Increment {
                     key: "c".into(),
-                    delta: 2.into(),
+                    delta: json!(2).into(),
                     ttl: None,
                 },
                 Mutation::Set {
                     key: "b".into(),
-                    value: json!("x"),
+                    value: json!("x").into(),
                     ttl: None,
                 },
                 Mutation::Delete { key: "zz".into() },
@@ -286,7 +286,7 @@ async fn atomic_all_or_nothing() {
             }],
             vec![Mutation::Set {
                 key: "d".into(),
-                value: json!(1),
+                value: json!(1).into(),
                 ttl: None,
             }],
         )
@@ -301,12 +301,12 @@ async fn atomic_all_or_nothing() {
             vec![
                 Mutation::Set {
                     key: "d".into(),
-                    value: json!(1),
+                    value: json!(1).into(),
                     ttl: None,
                 },
                 Mutation::Increment {
                     key: "b".into(),
-                    delta: 1.into(),
+                    delta: json!(1).into(),
                     ttl: None,
                 },
             ],

@@ -142,7 +142,10 @@ async fn kill9_keeps_every_acknowledged_write() {
         for key in &acked {
             let item = store.get(key).await.unwrap();
             let item = item.unwrap_or_else(|| panic!("round {round}: acknowledged {key} lost"));
-            assert!(untorn(key, &item.value), "torn value under {key}");
+            assert!(
+                untorn(key, &item.value.to_value()),
+                "torn value under {key}"
+            );
         }
         // Every item in the file is whole, acknowledged or not.
         let mut cursor = None;
@@ -157,7 +160,7 @@ async fn kill9_keeps_every_acknowledged_write() {
                 .unwrap();
             for item in &page.items {
                 assert!(
-                    untorn(&item.key, &item.value),
+                    untorn(&item.key, &item.value.to_value()),
                     "torn value under {}",
                     item.key
                 );

@@ -63,12 +63,12 @@ async fn too_large_value_has_the_exact_message() {
             vec![
                 Mutation::Set {
                     key: "a".into(),
-                    value: json!(1),
+                    value: json!(1).into(),
                     ttl: None,
                 },
                 Mutation::Set {
                     key: "b".into(),
-                    value: json!(big),
+                    value: json!(big).into(),
                     ttl: None,
                 },
             ],
@@ -124,7 +124,7 @@ async fn increment_errors() {
         .unwrap();
     let inc = |k: &str| Mutation::Increment {
         key: k.into(),
-        delta: 1.into(),
+        delta: json!(1).into(),
         ttl: None,
     };
     assert!(matches!(

@@ -214,7 +214,7 @@ async fn run(ops: Vec<Op>) {
             Op::Get(k) => {
                 let key = KEYS[k];
                 let got = store.get(key).await.unwrap().map(|i| Entry {
-                    value: i.value,
+                    value: i.value.to_value(),
                     version: i.version,
                     expires_at: i.expires_at,
                 });
@@ -307,7 +307,7 @@ async fn run(ops: Vec<Op>) {
                         MutOp::Set(k, v, ttl) => {
                             mutations.push(Mutation::Set {
                                 key: KEYS[*k].into(),
-                                value: v.json(),
+                                value: v.json().into(),
                                 ttl: ttl.map(Duration::from_secs),
                             });
                             next.insert(
@@ -330,7 +330,7 @@ async fn run(ops: Vec<Op>) {
                         MutOp::Inc(k, d, ttl) => {
                             mutations.push(Mutation::Increment {
                                 key: KEYS[*k].into(),
-                                delta: (*d).into(),
+                                delta: json!(*d).into(),
                                 ttl: ttl.map(Duration::from_secs),
                             });
                             let cur = next.get(KEYS[*k]).cloned();
