@@ -153,3 +153,5 @@ pub struct FileKey {
     pub sort_query: Option<bool>,
     pub headers: Option<Vec<String>>,
 }
+    pub heuristic_freshness: Option<String>,
+    pub heuristic_max: Option<String>,

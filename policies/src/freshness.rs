@@ -11,12 +11,14 @@
 //!    `must-revalidate`: RFC 9111 3.5);
 //! 4. `Set-Cookie` -> do not store, or store without it (`set-cookie = "strip"`);
 //! 5. larger than `max-object-size`, or a status not cacheable -> do not store;
-//! 6. the TTL by mode (see [`Route::freshness`]); stale-while-revalidate and
+//! 6. the TTL by mode (see [`Route::freshness`]), with heuristic freshness
+//!    (RFC 9111 §4.2.2) for responses that have only a `Last-Modified`;
+//!    stale-while-revalidate and
 //!    stale-if-error are the policy's when configured, else the origin's, else 0.
 
 use std::time::{Duration, SystemTime};
 
-use crate::route::{Mode, Route, SetCookie};
+use crate::route::{Mode, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES};
 
 /// What the origin said about a response, as interpreted by the proxy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +43,12 @@ pub struct OriginFreshness {
     pub authorized_request: bool,
     /// The response carries `Set-Cookie`.
     pub set_cookie: bool,
+    /// `Cache-Control: public`: heuristic freshness applies whatever the
+    /// status (RFC 9111 §4.2.2).
+    pub public: bool,
+    /// Time from `Last-Modified` to `Date` (or now); `None` without a valid
+    /// `Last-Modified`. The base of heuristic freshness.
+    pub since_last_modified: Option<Duration>,
     /// `public`, `s-maxage` or `must-revalidate`: a response to an authorized
     /// request may be shared (RFC 9111 3.5).
     pub public_or_s_maxage: bool,
@@ -85,12 +93,19 @@ impl Route {
     /// TTL by mode:
     /// - override: `status-ttl` for the status, else `ttl`, whatever the origin says;
     /// - respect-origin: the origin's TTL (0 for `no-cache`), else `status-ttl`
-    ///   for the status, else `default-ttl`, else do not store;
+    ///   for the status, else `default-ttl`, else the heuristic TTL, else do
+    ///   not store;
     /// - clamp: the origin's TTL (0 for `no-cache`) clamped to
-    ///   `min-ttl ..= max-ttl`, else `status-ttl`, else `default-ttl`, else do
-    ///   not store.
+    ///   `min-ttl ..= max-ttl`, else `status-ttl`, else `default-ttl`, else the
+    ///   heuristic TTL clamped the same way, else do not store.
+    ///
+    /// The heuristic TTL (RFC 9111 §4.2.2) is `heuristic-freshness` of the time
+    /// since `Last-Modified`, at most `heuristic-max`, for a response without
+    /// explicit freshness whose status is cacheable by default or that is
+    /// `public`.
     pub fn freshness(&self, origin: &OriginFreshness, now: SystemTime) -> Freshness {
         let p = &self.policy;
+        let heuristic = self.heuristic_ttl(origin);
         let reason = if !p.cache {
             Some("cache disabled")
         } else if origin.no_store {
@@ -103,7 +118,7 @@ impl Route {
             Some("set-cookie")
         } else if origin.size.is_some_and(|s| s > p.max_object_size) {
             Some("too large")
-        } else if !self.status_storable(origin) {
+        } else if !self.status_storable(origin, heuristic.is_some()) {
             Some("status not cacheable")
         } else {
             None
@@ -117,16 +132,18 @@ impl Route {
         } else {
             origin.ttl
         };
+        let clamp = |t: Duration| {
+            let t = t.max(p.min_ttl);
+            p.max_ttl.map_or(t, |max| t.min(max))
+        };
         let ttl = match p.mode {
             Mode::Override => status_ttl.or(p.ttl),
-            Mode::RespectOrigin => origin_ttl.or(status_ttl).or(p.default_ttl),
+            Mode::RespectOrigin => origin_ttl.or(status_ttl).or(p.default_ttl).or(heuristic),
             Mode::Clamp => origin_ttl
-                .map(|t| {
-                    let t = t.max(p.min_ttl);
-                    p.max_ttl.map_or(t, |max| t.min(max))
-                })
+                .map(clamp)
                 .or(status_ttl)
-                .or(p.default_ttl),
+                .or(p.default_ttl)
+                .or(heuristic.map(clamp)),
         };
         let Some(ttl) = ttl else {
             return Freshness::DoNotStore {
@@ -149,18 +166,35 @@ impl Route {
 
     /// Whether the response's status may be stored: listed in `cacheable-statuses`,
     /// or (when the operator kept the default list) any final status with
-    /// explicit origin freshness outside override mode (RFC 9111 §3).
-    fn status_storable(&self, origin: &OriginFreshness) -> bool {
+    /// explicit origin freshness (or heuristic freshness because it is
+    /// `public`) outside override mode (RFC 9111 §3).
+    fn status_storable(&self, origin: &OriginFreshness, heuristic: bool) -> bool {
         let p = &self.policy;
         if p.cacheable_statuses.contains(&origin.status) {
             return true;
         }
-        let explicit = origin.ttl.is_some() || origin.no_cache;
+        let explicit = origin.ttl.is_some() || origin.no_cache || heuristic;
         p.any_status_with_explicit_freshness
             && explicit
             && p.mode != Mode::Override
             && (200..600).contains(&origin.status)
             && origin.status != 206
+    }
+
+    /// The heuristic freshness lifetime (RFC 9111 §4.2.2): `None` in override
+    /// mode, when `heuristic-freshness` is off, when the origin gave explicit
+    /// freshness, without `Last-Modified`, or for a status that is neither
+    /// cacheable by default nor marked `public`.
+    fn heuristic_ttl(&self, origin: &OriginFreshness) -> Option<Duration> {
+        let p = &self.policy;
+        let percent = p.heuristic_freshness?;
+        let since = origin.since_last_modified?;
+        let eligible = p.mode != Mode::Override
+            && origin.ttl.is_none()
+            && !origin.no_cache
+            && (origin.public || DEFAULT_CACHEABLE_STATUSES.contains(&origin.status))
+            && origin.status != 206;
+        eligible.then(|| (since * u32::from(percent) / 100).min(p.heuristic_max))
     }
 
     /// Latest `fresh_until` this route allows today for an entry of `status`

@@ -41,7 +41,8 @@ pub use host::HostMatch;
 pub use ipnet::IpNet;
 pub use render::to_file;
 pub use route::{
-    KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_MAX_OBJECT_SIZE,
+    KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_HEURISTIC_MAX,
+    DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use size::{format_size, parse_size};
 pub use upstream::{Scheme, Upstream};

@@ -145,6 +145,13 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
             p.status_ttl
                 .iter()
                 .map(|(s, d)| (s.to_string(), format_duration(*d)))
+        heuristic_freshness: (p.mode != Mode::Override).then(|| {
+            p.heuristic_freshness
+                .map_or_else(|| "off".to_owned(), |n| format!("{n}%"))
+        }),
+        heuristic_max: p
+            .heuristic_freshness
+            .map(|_| format_duration(p.heuristic_max)),
                 .collect(),
         ),
         key: Some(FileKey {

@@ -146,6 +146,12 @@ impl SetCookie {
 pub const DEFAULT_CACHEABLE_STATUSES: [u16; 12] =
     [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
+/// Default `heuristic-freshness`: 10 % of the time since `Last-Modified`.
+pub const DEFAULT_HEURISTIC_PERCENT: u8 = 10;
+
+/// Default `heuristic-max`: one day.
+pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(86_400);
+
 /// Default `max-object-size`: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
 
@@ -169,6 +175,12 @@ pub struct Policy {
     pub min_ttl: Duration,
     /// Clamp: upper bound. Default: none.
     pub max_ttl: Option<Duration>,
+    /// respect-origin/clamp: the percentage of the time since `Last-Modified`
+    /// a response without explicit freshness stays fresh (RFC 9111 §4.2.2);
+    /// `None` is off. Default: 10.
+    pub heuristic_freshness: Option<u8>,
+    /// Upper bound of a heuristic TTL. Default: 1 day.
+    pub heuristic_max: Duration,
     /// Serve stale while revalidating for this long; else the origin's value.
     pub stale_while_revalidate: Option<Duration>,
     /// Serve stale when the origin fails, for this long; else the origin's value.
@@ -206,6 +218,8 @@ impl Default for Policy {
             default_ttl: None,
             min_ttl: Duration::ZERO,
             max_ttl: None,
+            heuristic_freshness: Some(DEFAULT_HEURISTIC_PERCENT),
+            heuristic_max: DEFAULT_HEURISTIC_MAX,
             stale_while_revalidate: None,
             stale_if_error: None,
             status_ttl: BTreeMap::new(),

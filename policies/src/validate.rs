@@ -20,7 +20,8 @@ use crate::file::{
 use crate::host::HostMatch;
 use crate::ipnet::IpNet;
 use crate::route::{
-    KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_MAX_OBJECT_SIZE,
+    KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_HEURISTIC_MAX,
+    DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE,
 };
 use crate::size::parse_size;
 use crate::upstream::{is_header_name, is_header_value, parse_url, Scheme, Upstream};
@@ -41,6 +42,24 @@ fn positive_duration(key: &str, v: Option<&String>) -> Result<Option<Duration>> 
     match duration(key, v)? {
         Some(d) if d.is_zero() => Err(err(key, "must be more than 0s")),
         d => Ok(d),
+    }
+}
+
+/// `heuristic-freshness`: `"off"` or a whole percentage `"1%"..="100%"`.
+fn heuristic_percent(key: &str, v: &str) -> Result<Option<u8>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    let n = v
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<u8>().ok())
+        .filter(|n| (1..=100).contains(n));
+    match n {
+        Some(n) => Ok(Some(n)),
+        None => Err(err(
+            key,
+            format!("{v:?} is not a percentage from \"1%\" to \"100%\" or \"off\", e.g. \"10%\""),
+        )),
     }
 }
 
@@ -718,6 +737,31 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
     let mut bypass_cookies = Vec::new();
     for (j, c) in f.bypass_cookies.iter().flatten().enumerate() {
         if c.is_empty()
+    let heuristic_max = positive_duration(&k("heuristic-max"), f.heuristic_max.as_ref())?;
+    let heuristic_freshness = match &f.heuristic_freshness {
+        None => Some(DEFAULT_HEURISTIC_PERCENT),
+        Some(v) => heuristic_percent(&k("heuristic-freshness"), v)?,
+    };
+    if mode == Mode::Override {
+        for (field, set) in [
+            ("heuristic-freshness", f.heuristic_freshness.is_some()),
+            ("heuristic-max", heuristic_max.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    k(field),
+                    "does not apply to mode = \"override\" (ttl is used for every response); remove it",
+                ));
+            }
+        }
+    } else if heuristic_freshness.is_none() && heuristic_max.is_some() {
+        return Err(err(
+            k("heuristic-max"),
+            "has no effect with heuristic-freshness = \"off\"; remove one of them",
+        ));
+    }
+    // Override stores every response for `ttl`: nothing is heuristic there.
+    let heuristic_freshness = heuristic_freshness.filter(|_| mode != Mode::Override);
             || !c
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"=;,\"".contains(&b))
@@ -815,6 +859,8 @@ pub(crate) fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
             ttl: ttl.map(format_duration),
             ..FileRoute::default()
         }],
+        heuristic_freshness,
+        heuristic_max: heuristic_max.unwrap_or(DEFAULT_HEURISTIC_MAX),
         ..FileConfig::default()
     };
     validate(&file, &|_| None).map_err(|mut e| {

@@ -276,3 +276,80 @@ fn authorization_set_cookie_size_and_disabled() {
     check(&off, &[(ok(200, Some(60)), Want::No("cache disabled"))]);
     assert_eq!(off.max_fresh_until(now(), 200), Some(now()));
 }
+
+/// Heuristic freshness (RFC 9111 §4.2.2): a share of the time since
+/// `Last-Modified`, capped, only without explicit freshness, only for statuses
+/// cacheable by default or `public` responses; default-ttl wins over it.
+#[test]
+fn heuristic_freshness() {
+    let lm = |status: u16, days: u64| OriginFreshness {
+        since_last_modified: Some(S(days * 86_400)),
+        ..ok(status, None)
+    };
+    let default = route("");
+    check(
+        &default,
+        &[
+            // 10 % of 1 day.
+            (lm(200, 1), Want::Ttl(8640, 0, 0)),
+            // Capped at 1 day.
+            (lm(200, 100), Want::Ttl(86_400, 0, 0)),
+            // Explicit freshness wins.
+            (
+                OriginFreshness {
+                    ttl: Some(S(5)),
+                    ..lm(200, 1)
+                },
+                Want::Ttl(5, 0, 0),
+            ),
+            (
+                OriginFreshness {
+                    no_cache: true,
+                    ..lm(200, 1)
+                },
+                Want::Ttl(0, 0, 0),
+            ),
+            // Not cacheable by default, not public.
+            (lm(302, 1), Want::No("status not cacheable")),
+            (lm(206, 1), Want::No("no freshness information")),
+            // public makes any final status heuristically cacheable.
+            (
+                OriginFreshness {
+                    public: true,
+                    ..lm(302, 1)
+                },
+                Want::Ttl(8640, 0, 0),
+            ),
+            // Without Last-Modified: nothing to base it on.
+            (ok(200, None), Want::No("no freshness information")),
+        ],
+    );
+    let tuned = route("heuristic-freshness = \"50%\"\nheuristic-max = \"1h\"");
+    check(
+        &tuned,
+        &[
+            (lm(200, 1), Want::Ttl(3600, 0, 0)),
+            (
+                OriginFreshness {
+                    since_last_modified: Some(S(600)),
+                    ..ok(200, None)
+                },
+                Want::Ttl(300, 0, 0),
+            ),
+        ],
+    );
+    let off = route("heuristic-freshness = \"off\"");
+    check(&off, &[(lm(200, 1), Want::No("no freshness information"))]);
+    let with_default = route("default-ttl = \"1m\"");
+    check(&with_default, &[(lm(200, 1), Want::Ttl(60, 0, 0))]);
+    let clamp = route("mode = \"clamp\"\nmin-ttl = \"1h\"\nmax-ttl = \"2h\"");
+    check(
+        &clamp,
+        &[
+            (lm(200, 0), Want::Ttl(3600, 0, 0)),
+            (lm(200, 1), Want::Ttl(7200, 0, 0)),
+        ],
+    );
+    let over = route("mode = \"override\"\nttl = \"10m\"");
+    check(&over, &[(lm(200, 1), Want::Ttl(600, 0, 0))]);
+}

@@ -56,7 +56,7 @@ fn syntax_and_unknown_keys() {
         ),
         (
             &format!("{BASE}ttl-mode = \"x\"\n"),
-            "t.toml:7: route[0].ttl-mode: unknown key (expected one of: name, host, path-prefix, methods, upstream, cache, bypass-headers, bypass-cookies, mode, ttl, default-ttl, min-ttl, max-ttl, stale-while-revalidate, stale-if-error, cacheable-statuses, cache-authorized, set-cookie, tags, max-object-size, status-ttl, key)",
+            "t.toml:7: route[0].ttl-mode: unknown key (expected one of: name, host, path-prefix, methods, upstream, cache, bypass-headers, bypass-cookies, mode, ttl, default-ttl, min-ttl, max-ttl, heuristic-freshness, heuristic-max, stale-while-revalidate, stale-if-error, cacheable-statuses, cache-authorized, set-cookie, tags, max-object-size, status-ttl, key)",
         ),
         (
             &format!("{BASE}key = {{ ignore = [\"a\"] }}\n"),
@@ -319,6 +319,30 @@ fn route_errors() {
         (
             &with_route("mode = \"clamp\"\nmin-ttl = \"1h\"\nmax-ttl = \"10m\""),
             "t.toml:3: route[0].min-ttl: min-ttl (1h) is more than max-ttl (10m)",
+        ),
+        (
+            &with_route("heuristic-freshness = \"10\""),
+            "t.toml:2: route[0].heuristic-freshness: \"10\" is not a percentage from \"1%\" to \"100%\" or \"off\", e.g. \"10%\"",
+        ),
+        (
+            &with_route("heuristic-freshness = \"0%\""),
+            "t.toml:2: route[0].heuristic-freshness: \"0%\" is not a percentage from \"1%\" to \"100%\" or \"off\", e.g. \"10%\"",
+        ),
+        (
+            &with_route("heuristic-freshness = \"150%\""),
+            "t.toml:2: route[0].heuristic-freshness: \"150%\" is not a percentage from \"1%\" to \"100%\" or \"off\", e.g. \"10%\"",
+        ),
+        (
+            &with_route("heuristic-max = \"0s\""),
+            "t.toml:2: route[0].heuristic-max: must be more than 0s",
+        ),
+        (
+            &with_route("heuristic-freshness = \"off\"\nheuristic-max = \"1h\""),
+            "t.toml:3: route[0].heuristic-max: has no effect with heuristic-freshness = \"off\"; remove one of them",
+        ),
+        (
+            &with_route("mode = \"override\"\nttl = \"1m\"\nheuristic-freshness = \"10%\""),
+            "t.toml:4: route[0].heuristic-freshness: does not apply to mode = \"override\" (ttl is used for every response); remove it",
         ),
         (
             &with_route("status-ttl = { 404 = \"30s\", 700 = \"1m\" }"),

@@ -13,25 +13,42 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use aside_policies::{Freshness, OriginFreshness, Route};
 
-/// Origin `Age` header in seconds (RFC 9111 §5.1), 0 when absent or invalid.
-pub(crate) fn origin_age(resp: &ResponseHeader) -> Duration {
-    resp.headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs)
+use crate::fields::{
+    date, expires_time, governing_cache_control, origin_age, parse_http_date, strip_unstorable,
+};
+
+/// Freshness lifetime from `Expires` relative to `Date` (RFC 9111 §4.2.1);
+/// an invalid `Expires` is already expired (RFC 9111 §5.3).
+fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let expires = expires_time(resp)?;
+    let date = date(resp).unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
 }
 
-/// Freshness lifetime from `Expires` relative to `Date` (RFC 9111 §4.2.1).
-fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
-    let expires = pingora_cache::filters::calculate_expires_header_time(resp)?;
-    let date = resp
+/// Time between `Last-Modified` and `Date` (or `now`), the base of heuristic
+/// freshness (RFC 9111 §4.2.2); `None` without a valid `Last-Modified`.
+fn since_last_modified(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let modified = resp
         .headers
-        .get(header::DATE)
+        .get(header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .unwrap_or(now);
-    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+        .and_then(parse_http_date)?;
+    let date = date(resp).unwrap_or(now);
+    Some(date.duration_since(modified).unwrap_or(Duration::ZERO))
+}
+
+/// Status codes whose caching semantics Aside implements, for
+/// `must-understand` (RFC 9111 §5.2.2.3): the final statuses RFC 9110 defines
+/// as cacheable by default or with explicit freshness, minus 206 (a partial
+/// response is never stored).
+const UNDERSTOOD_STATUSES: [u16; 15] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 451, 501,
+];
+
+/// Whether `no-store` applies: `must-understand` with a status Aside
+/// understands overrides it (RFC 9111 §5.2.2.3).
+fn no_store(cc: &CacheControl, status: u16) -> bool {
+    cc.no_store() && !(cc.has_key("must-understand") && UNDERSTOOD_STATUSES.contains(&status))
 }
 
 /// The request's own `Cache-Control` (and `Pragma`) directives (RFC 9111 §5.2.1).
@@ -86,9 +103,7 @@ impl RequestDirectives {
 /// Whether the stored response forbids serving it stale (must-revalidate,
 /// proxy-revalidate, s-maxage; RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
 pub(crate) fn must_revalidate(meta: &CacheMeta) -> bool {
-    let resp = meta.response_header();
-    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
-        .or_else(|| CacheControl::from_resp_headers(resp))
+    governing_cache_control(meta.response_header())
         .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"))
 }
 
@@ -110,9 +125,8 @@ pub fn decide(
     if vary_star {
         return Err("vary-star");
     }
-    // RFC 9213: CDN-Cache-Control, when present, replaces Cache-Control for us.
-    let cc = CacheControl::from_resp_headers_named("cdn-cache-control", resp)
-        .or_else(|| CacheControl::from_resp_headers(resp));
+    // RFC 9213: a valid CDN-Cache-Control replaces Cache-Control for us.
+    let cc = governing_cache_control(resp);
     let age = origin_age(resp);
     let ttl = cc
         .as_ref()
@@ -132,7 +146,9 @@ pub fn decide(
         stale_if_error: cc
             .as_ref()
             .and_then(|cc| secs(cc.stale_if_error().ok().flatten())),
-        no_store: cc.as_ref().is_some_and(|cc| cc.no_store()),
+        no_store: cc
+            .as_ref()
+            .is_some_and(|cc| no_store(cc, resp.status.as_u16())),
         private: cc
             .as_ref()
             .is_some_and(|cc| cc.private() && cc.private_field_names().is_none()),
@@ -141,6 +157,8 @@ pub fn decide(
             .is_some_and(|cc| cc.no_cache() && cc.no_cache_field_names().is_none()),
         authorized_request: req.headers.contains_key(header::AUTHORIZATION),
         set_cookie: resp.headers.contains_key(header::SET_COOKIE),
+        public: cc.as_ref().is_some_and(CacheControl::public),
+        since_last_modified: since_last_modified(resp, now),
         public_or_s_maxage: cc
             .as_ref()
             .is_some_and(|cc| cc.allow_caching_authorized_req()),
@@ -166,15 +184,7 @@ pub fn decide(
                 cc.strip_private_headers(&mut stored);
             }
             // Hop-by-hop and per-connection headers never belong in the store.
-            for name in [
-                "connection",
-                "keep-alive",
-                "proxy-connection",
-                "transfer-encoding",
-                "upgrade",
-            ] {
-                stored.remove_header(name);
-            }
+            strip_unstorable(&mut stored);
             let (swr, sie) = if forbids_stale {
                 (0, 0)
             } else {

@@ -33,7 +33,10 @@ use aside_policies::{Config, Route};
 use aside_store::CacheSelector;
 
 use crate::cache_status::CacheStatus;
-use crate::decision::{decide, must_revalidate, origin_age, RequestDirectives};
+use crate::decision::{decide, must_revalidate, RequestDirectives};
+use crate::fields::{
+    merge_not_modified, not_modified_by_date, origin_age, strip_connection_fields,
+};
 use crate::storage::{AsideStorage, KeyInfo};
 use crate::upstream::UpstreamRuntime;
 
@@ -128,6 +131,10 @@ pub struct Ctx {
     /// The origin failed after the response headers had left: the response was
     /// ended incomplete (for the access log).
     aborted: bool,
+    /// The origin's 304 to a revalidation: pingora merges only a few of its
+    /// fields into the stored header, `response_cache_filter` merges them all
+    /// (RFC 9111 §3.2).
+    not_modified: Option<Box<ResponseHeader>>,
 }
 
 impl Ctx {
@@ -339,6 +346,7 @@ impl ProxyHttp for AsideProxy {
             not_stored: None,
             permit: None,
             aborted: false,
+            not_modified: None,
         }
     }
 
@@ -531,6 +539,17 @@ impl ProxyHttp for AsideProxy {
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
         let req = session.req_header();
+        // A revalidation answered 304: `resp` is pingora's partial merge; decide
+        // on the stored header updated with every field of the 304 instead.
+        let merged = match (ctx.not_modified.take(), session.cache.maybe_cache_meta()) {
+            (Some(not_modified), Some(stored))
+                if session.cache.phase() == pingora_cache::CachePhase::Stale =>
+            {
+                Some(merge_not_modified(stored.response_header(), &not_modified))
+            }
+            _ => None,
+        };
+        let resp = merged.as_ref().unwrap_or(resp);
         if RequestDirectives::parse(req).no_store {
             ctx.not_stored = Some("request no-store");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
@@ -570,13 +589,29 @@ impl ProxyHttp for AsideProxy {
         }
         let mut builder = VarianceBuilder::new();
         for name in &names {
-            let value = req
-                .headers
-                .get(name.as_str())
-                .map_or(&[][..], |v| v.as_bytes());
-            builder.add_value(name, value);
+            // Requests that mean the same select the same variant (RFC 9111 §4.1).
+            let lines = req.headers.get_all(name.as_str()).iter();
+            let value = crate::vary::normalized(name, lines.map(http::HeaderValue::as_bytes));
+            builder.add_owned_value(name, value);
         }
         builder.finalize()
+    }
+
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<bool> {
+        // Without Last-Modified, If-Modified-Since compares with the stored
+        // Date (RFC 9110 §13.1.3, RFC 9111 §4.3.2); pingora's filter does not.
+        let req = session.req_header();
+        let stored_at = session.cache.maybe_cache_meta().map(CacheMeta::created);
+        Ok(
+            not_modified_by_date(req, resp, stored_at).unwrap_or_else(|| {
+                pingora_core::protocols::http::conditional_filter::not_modified_filter(req, resp)
+            }),
+        )
     }
 
     fn should_serve_stale(
@@ -659,6 +694,10 @@ impl ProxyHttp for AsideProxy {
             return Err(e);
         }
         dedupe_content_length(upstream_response)?;
+        if status == 304 {
+            // For `response_cache_filter`'s full merge of a revalidation.
+            ctx.not_modified = Some(Box::new(upstream_response.clone()));
+        }
         ctx.upstream_status = Some(status);
         if let Some(start) = ctx.upstream_started {
             let elapsed = start.elapsed();
@@ -686,10 +725,10 @@ impl ProxyHttp for AsideProxy {
             pingora_cache::CachePhase::Disabled(_) if ctx.not_stored.is_some() => CacheStatus::Miss,
             phase => CacheStatus::from_phase(phase),
         };
-        // Hop-by-hop (RFC 9110 §7.6.1): an origin's idle hint is about its
-        // connection to us, not ours to the client (pingora forwards it).
-        resp.remove_header("keep-alive");
-        resp.remove_header("proxy-connection");
+        // Hop-by-hop (RFC 9110 §7.6.1): the fields the origin's `Connection`
+        // names and its idle hint are about its connection to us, not ours to
+        // the client (pingora forwards them).
+        strip_connection_fields(resp);
         let now = SystemTime::now();
         let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
             .then(|| session.cache.cache_meta());
