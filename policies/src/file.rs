@@ -86,6 +86,89 @@ pub struct FileAdmin {
     pub max_connections: Option<i64>,
 }
 
+/// `[store]`: the two-tier store.
+    pub store: FileStore,
+    /// `[[upstream]]`: origins.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<FileUpstream>,
+    /// `[[route]]`: ordered routes.
+    #[serde(rename = "route")]
+    pub routes: Vec<FileRoute>,
+}
+
+/// One address or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `listen = "127.0.0.1:8080"`
+    One(String),
+    /// `listen = ["127.0.0.1:8080", "[::1]:8080"]`
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The addresses as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileServer {
+    pub listen: Option<OneOrMany>,
+    pub threads: Option<i64>,
+    pub grace_period: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub first_request_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub access_log: Option<bool>,
+    pub read_buffer: Option<String>,
+    pub write_buffer: Option<String>,
+    pub tls: Option<FileTls>,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileTls {
+    pub listen: Option<OneOrMany>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileAdmin {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub purge_allow: Option<Vec<String>>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileCluster {
+    pub redis: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub node_id: Option<String>,
+    pub key_prefix: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub heartbeat_interval: Option<String>,
+    pub purge_stream_length: Option<i64>,
+}
+
 /// `[store]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -113,6 +196,14 @@ pub struct FileUpstream {
     pub verify_cert: Option<bool>,
     pub ca_file: Option<String>,
     pub max_concurrent: Option<i64>,
+    pub rate_limit: Option<String>,
+    pub burst: Option<i64>,
+    pub queue_timeout: Option<String>,
+    pub max_retry_after: Option<String>,
+    pub breaker_failures: Option<i64>,
+    pub breaker_window: Option<String>,
+    pub breaker_cooldown: Option<String>,
+    pub retry: Option<bool>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 }
@@ -134,6 +225,8 @@ pub struct FileRoute {
     pub default_ttl: Option<String>,
     pub min_ttl: Option<String>,
     pub max_ttl: Option<String>,
+    pub heuristic_freshness: Option<String>,
+    pub heuristic_max: Option<String>,
     pub stale_while_revalidate: Option<String>,
     pub stale_if_error: Option<String>,
     pub cacheable_statuses: Option<Vec<i64>>,
@@ -153,5 +246,3 @@ pub struct FileKey {
     pub sort_query: Option<bool>,
     pub headers: Option<Vec<String>>,
 }
-    pub heuristic_freshness: Option<String>,
-    pub heuristic_max: Option<String>,

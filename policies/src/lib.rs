@@ -26,6 +26,7 @@ mod host;
 mod ipnet;
 mod key;
 mod locate;
+mod protect;
 mod render;
 mod route;
 mod size;
@@ -45,6 +46,7 @@ pub use route::{
     DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use size::{format_size, parse_size};
+pub use protect::{Breaker, Protection, Rate};
 pub use upstream::{Scheme, Upstream};
 
 /// Parses and validates a config file's text.

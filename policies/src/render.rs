@@ -103,6 +103,17 @@ fn upstream_file(u: &Upstream) -> FileUpstream {
         max_concurrent: u
             .max_concurrent
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        rate_limit: u.protection.rate_limit.map(|r| r.to_string()),
+        burst: u
+            .protection
+            .rate_limit
+            .map(|_| i64::from(u.protection.burst)),
+        queue_timeout: Some(format_duration(u.protection.queue_timeout)),
+        max_retry_after: Some(format_duration(u.protection.max_retry_after)),
+        breaker_failures: Some(u.protection.breaker.map_or(0, |b| i64::from(b.failures))),
+        breaker_window: u.protection.breaker.map(|b| format_duration(b.window)),
+        breaker_cooldown: u.protection.breaker.map(|b| format_duration(b.cooldown)),
+        retry: Some(u.protection.retry),
         // `$${` is a literal `${`, so expanded values survive a second expansion.
         headers: u
             .headers
@@ -133,6 +144,13 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
         } else {
             None
         },
+        heuristic_freshness: (p.mode != Mode::Override).then(|| {
+            p.heuristic_freshness
+                .map_or_else(|| "off".to_owned(), |n| format!("{n}%"))
+        }),
+        heuristic_max: p
+            .heuristic_freshness
+            .map(|_| format_duration(p.heuristic_max)),
         stale_while_revalidate: p.stale_while_revalidate.map(format_duration),
         stale_if_error: p.stale_if_error.map(format_duration),
         cacheable_statuses: (!p.any_status_with_explicit_freshness)
@@ -145,13 +163,6 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
             p.status_ttl
                 .iter()
                 .map(|(s, d)| (s.to_string(), format_duration(*d)))
-        heuristic_freshness: (p.mode != Mode::Override).then(|| {
-            p.heuristic_freshness
-                .map_or_else(|| "off".to_owned(), |n| format!("{n}%"))
-        }),
-        heuristic_max: p
-            .heuristic_freshness
-            .map(|_| format_duration(p.heuristic_max)),
                 .collect(),
         ),
         key: Some(FileKey {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protect::Protection;
+
 /// The scheme an upstream is reached with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -65,6 +67,8 @@ pub struct Upstream {
     pub headers: Vec<(String, String)>,
     /// Cap on concurrent requests to this origin. Default: none.
     pub max_concurrent: Option<usize>,
+    /// Request budget, pauses, circuit breaker, retries.
+    pub protection: Protection,
 }
 
 /// Used by [`crate::Config::upstream`] when handed a route whose index is out
@@ -85,6 +89,14 @@ pub(crate) static UNKNOWN_UPSTREAM: Upstream = Upstream {
     idle_timeout: Duration::from_secs(60),
     headers: Vec::new(),
     max_concurrent: None,
+    protection: Protection {
+        rate_limit: None,
+        burst: 1,
+        queue_timeout: Duration::from_secs(2),
+        max_retry_after: Duration::from_secs(600),
+        breaker: None,
+        retry: false,
+    },
 };
 
 /// The parts of an upstream URL.

@@ -530,6 +530,58 @@ fn upstream(i: usize, f: &FileUpstream, env: Env<'_>) -> Result<Upstream> {
             .unwrap_or(Duration::from_secs(60)),
         headers,
         max_concurrent,
+        protection: protection(&k, f)?,
+    })
+}
+
+fn protection(k: &dyn Fn(&str) -> String, f: &FileUpstream) -> Result<crate::Protection> {
+    use crate::protect::{Breaker, Protection, Rate};
+    let d = Protection::default();
+    let rate_limit = f
+        .rate_limit
+        .as_deref()
+        .map(|r| Rate::parse(r).map_err(|m| err(k("rate-limit"), m)))
+        .transpose()?;
+    let burst = match f.burst {
+        None => d.burst,
+        Some(_) if rate_limit.is_none() => {
+            return Err(err(k("burst"), "only applies with rate-limit; set rate-limit too"))
+        }
+        Some(n) if (1..=100_000).contains(&n) => u32::try_from(n).unwrap_or(d.burst),
+        Some(n) => return Err(err(k("burst"), format!("{n} is not between 1 and 100000"))),
+    };
+    let failures = match f.breaker_failures {
+        None => d.breaker.map_or(0, |b| b.failures),
+        Some(n) if (0..=1_000_000).contains(&n) => u32::try_from(n).unwrap_or(0),
+        Some(n) => {
+            return Err(err(
+                k("breaker-failures"),
+                format!("{n} is not between 0 (off) and 1000000"),
+            ))
+        }
+    };
+    let default_breaker = d.breaker.unwrap_or(Breaker {
+        failures: 5,
+        window: Duration::from_secs(10),
+        cooldown: Duration::from_secs(5),
+    });
+    let window = positive_duration(&k("breaker-window"), f.breaker_window.as_ref())?
+        .unwrap_or(default_breaker.window);
+    let cooldown = positive_duration(&k("breaker-cooldown"), f.breaker_cooldown.as_ref())?
+        .unwrap_or(default_breaker.cooldown);
+    Ok(Protection {
+        rate_limit,
+        burst,
+        queue_timeout: positive_duration(&k("queue-timeout"), f.queue_timeout.as_ref())?
+            .unwrap_or(d.queue_timeout),
+        max_retry_after: positive_duration(&k("max-retry-after"), f.max_retry_after.as_ref())?
+            .unwrap_or(d.max_retry_after),
+        breaker: (failures > 0).then_some(Breaker {
+            failures,
+            window,
+            cooldown,
+        }),
+        retry: f.retry.unwrap_or(d.retry),
     })
 }
 
@@ -679,6 +731,31 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
             }
         }
     }
+    let heuristic_max = positive_duration(&k("heuristic-max"), f.heuristic_max.as_ref())?;
+    let heuristic_freshness = match &f.heuristic_freshness {
+        None => Some(DEFAULT_HEURISTIC_PERCENT),
+        Some(v) => heuristic_percent(&k("heuristic-freshness"), v)?,
+    };
+    if mode == Mode::Override {
+        for (field, set) in [
+            ("heuristic-freshness", f.heuristic_freshness.is_some()),
+            ("heuristic-max", heuristic_max.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    k(field),
+                    "does not apply to mode = \"override\" (ttl is used for every response); remove it",
+                ));
+            }
+        }
+    } else if heuristic_freshness.is_none() && heuristic_max.is_some() {
+        return Err(err(
+            k("heuristic-max"),
+            "has no effect with heuristic-freshness = \"off\"; remove one of them",
+        ));
+    }
+    // Override stores every response for `ttl`: nothing is heuristic there.
+    let heuristic_freshness = heuristic_freshness.filter(|_| mode != Mode::Override);
     if mode != Mode::Clamp {
         for (field, v) in [("min-ttl", min_ttl), ("max-ttl", max_ttl)] {
             if v.is_some() {
@@ -737,31 +814,6 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
     let mut bypass_cookies = Vec::new();
     for (j, c) in f.bypass_cookies.iter().flatten().enumerate() {
         if c.is_empty()
-    let heuristic_max = positive_duration(&k("heuristic-max"), f.heuristic_max.as_ref())?;
-    let heuristic_freshness = match &f.heuristic_freshness {
-        None => Some(DEFAULT_HEURISTIC_PERCENT),
-        Some(v) => heuristic_percent(&k("heuristic-freshness"), v)?,
-    };
-    if mode == Mode::Override {
-        for (field, set) in [
-            ("heuristic-freshness", f.heuristic_freshness.is_some()),
-            ("heuristic-max", heuristic_max.is_some()),
-        ] {
-            if set {
-                return Err(err(
-                    k(field),
-                    "does not apply to mode = \"override\" (ttl is used for every response); remove it",
-                ));
-            }
-        }
-    } else if heuristic_freshness.is_none() && heuristic_max.is_some() {
-        return Err(err(
-            k("heuristic-max"),
-            "has no effect with heuristic-freshness = \"off\"; remove one of them",
-        ));
-    }
-    // Override stores every response for `ttl`: nothing is heuristic there.
-    let heuristic_freshness = heuristic_freshness.filter(|_| mode != Mode::Override);
             || !c
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"=;,\"".contains(&b))
@@ -801,6 +853,8 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
         default_ttl,
         min_ttl: min_ttl.unwrap_or(Duration::ZERO),
         max_ttl,
+        heuristic_freshness,
+        heuristic_max: heuristic_max.unwrap_or(DEFAULT_HEURISTIC_MAX),
         stale_while_revalidate: duration(
             &k("stale-while-revalidate"),
             f.stale_while_revalidate.as_ref(),
@@ -859,8 +913,6 @@ pub(crate) fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
             ttl: ttl.map(format_duration),
             ..FileRoute::default()
         }],
-        heuristic_freshness,
-        heuristic_max: heuristic_max.unwrap_or(DEFAULT_HEURISTIC_MAX),
         ..FileConfig::default()
     };
     validate(&file, &|_| None).map_err(|mut e| {

@@ -87,7 +87,10 @@ impl CacheStatus {
                     v.push_str(&ttl_seconds(meta.fresh_until(), now).to_string());
                 }
                 if self == CacheStatus::Stale {
-                    v.push_str("; detail=stale");
+                    // Why stale: `origin-down`, `origin-paused`, ... or plain `stale`
+                    // (stale-while-revalidate, client max-stale).
+                    v.push_str("; detail=");
+                    v.push_str(detail.unwrap_or("stale"));
                 }
             }
             CacheStatus::Miss => v.push_str("; fwd=miss"),

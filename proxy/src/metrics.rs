@@ -27,6 +27,7 @@ struct Metrics {
     store_errors: IntCounter,
     admin_requests: IntCounterVec,
     admin_refused: IntCounterVec,
+    protection: IntCounterVec,
 }
 
 /// Latency buckets (seconds) sized for slow external APIs: 5 ms to 60 s.
@@ -111,6 +112,11 @@ impl Metrics {
             "Admin connections refused (max_connections) or accepts that failed (accept_error)",
             &["reason"],
         );
+        let protection = counter_vec(
+            "aside_origin_protection_total",
+            "Origin protection events per upstream: budget_wait, origin_rate_limited, origin_paused, origin_circuit_open (requests kept from the origin), origin_throttled (429/503 with Retry-After received), retry, stale_served",
+            &["upstream", "event"],
+        );
         Self {
             registry,
             requests,
@@ -123,6 +129,7 @@ impl Metrics {
             store_errors,
             admin_requests,
             admin_refused,
+            protection,
         }
     }
 }
@@ -173,6 +180,14 @@ pub fn record_admin_request(status: u16) {
     METRICS
         .admin_requests
         .with_label_values(&[status.to_string().as_str()])
+        .inc();
+}
+
+/// Count one origin protection event for an upstream.
+pub fn record_protection(upstream: &str, event: &str) {
+    METRICS
+        .protection
+        .with_label_values(&[upstream, event])
         .inc();
 }
 

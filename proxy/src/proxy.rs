@@ -37,6 +37,7 @@ use crate::decision::{decide, must_revalidate, RequestDirectives};
 use crate::fields::{
     merge_not_modified, not_modified_by_date, origin_age, strip_connection_fields,
 };
+use crate::protect::{Blocked, Outcome};
 use crate::storage::{AsideStorage, KeyInfo};
 use crate::upstream::UpstreamRuntime;
 
@@ -62,14 +63,21 @@ pub struct Live {
 impl Live {
     /// Build the live state for a config (reads CA files).
     ///
+    /// `previous` is the config in force before a reload: each upstream keeps
+    /// its protection state (budget, pause, breaker) when its settings did not change.
+    ///
     /// # Errors
     /// An upstream's CA file is unreadable or invalid.
-    pub fn new(config: Arc<Config>) -> anyhow::Result<Live> {
+    pub fn new(config: Arc<Config>, previous: Option<&Live>) -> anyhow::Result<Live> {
         let upstreams = config
             .upstreams
             .iter()
             .cloned()
-            .map(UpstreamRuntime::new)
+            .map(|u| {
+                let old =
+                    previous.and_then(|p| p.upstreams.iter().find(|o| o.config.name == u.name));
+                UpstreamRuntime::new(u, old)
+            })
             .collect::<anyhow::Result<_>>()?;
         let route_tags = config
             .routes
@@ -131,6 +139,13 @@ pub struct Ctx {
     /// The origin failed after the response headers had left: the response was
     /// ended incomplete (for the access log).
     aborted: bool,
+    /// Origin protection kept this request from the origin, and why.
+    blocked: Option<Blocked>,
+    /// The request was retried once after a failed connect.
+    retried: bool,
+    /// Why a stale copy was served instead of the origin's answer
+    /// (`Cache-Status` detail): `origin-down`, or a protection code.
+    stale_reason: Option<&'static str>,
     /// The origin's 304 to a revalidation: pingora merges only a few of its
     /// fields into the stored header, `response_cache_filter` merges them all
     /// (RFC 9111 §3.2).
@@ -346,6 +361,9 @@ impl ProxyHttp for AsideProxy {
             not_stored: None,
             permit: None,
             aborted: false,
+            blocked: None,
+            retried: false,
+            stale_reason: None,
             not_modified: None,
         }
     }
@@ -617,7 +635,7 @@ impl ProxyHttp for AsideProxy {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
         // None = stale-while-revalidate (allowed by the meta's SWR window, which
@@ -625,18 +643,46 @@ impl ProxyHttp for AsideProxy {
         match error {
             None => true,
             Some(e) => {
-                e.esource() == &ErrorSource::Upstream
-                    || matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500)
+                let serve = e.esource() == &ErrorSource::Upstream
+                    || matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500);
+                if serve {
+                    ctx.stale_reason = Some(match ctx.blocked {
+                        Some(Blocked::Budget(_)) => "origin-rate-limited",
+                        Some(Blocked::Paused(_)) => "origin-paused",
+                        Some(Blocked::BreakerOpen(_)) => "origin-circuit-open",
+                        None => "origin-down",
+                    });
+                }
+                serve
             }
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let live = ctx.live()?.clone();
         let route = ctx.route()?;
         let upstream = live.upstreams.get(route.upstream).ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "upstream index out of range")
         })?;
+        // Origin protection: within budget, not paused, breaker closed. A
+        // request kept back fails as an upstream error, so a stale copy that
+        // the stored response allows answers it (stale-if-error).
+        let stale_available = session.cache.can_serve_stale_error();
+        match upstream.guard.admit(stale_available).await {
+            Ok(admission) => {
+                if admission.waited {
+                    crate::metrics::record_protection(&upstream.config.name, "budget_wait");
+                }
+            }
+            Err(blocked) => {
+                ctx.blocked = Some(blocked);
+                crate::metrics::record_protection(&upstream.config.name, blocked.code());
+                let mut e =
+                    Error::explain(ErrorType::Custom("origin protection"), blocked.message());
+                e.as_up();
+                return Err(e);
+            }
+        }
         if let Some(limit) = &upstream.limit {
             let permit = limit.clone().acquire_owned().await.map_err(|e| {
                 Error::because(ErrorType::InternalError, "upstream limiter closed", e)
@@ -678,7 +724,7 @@ impl ProxyHttp for AsideProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -699,6 +745,39 @@ impl ProxyHttp for AsideProxy {
             ctx.not_modified = Some(Box::new(upstream_response.clone()));
         }
         ctx.upstream_status = Some(status);
+        if let Ok(route) = ctx.route() {
+            if let Some(upstream) = ctx.live()?.upstreams.get(route.upstream) {
+                let retry_after = upstream_response
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok());
+                let outcome =
+                    match crate::protect::retry_after(status, retry_after, SystemTime::now()) {
+                        Some(pause) => {
+                            crate::metrics::record_protection(
+                                &upstream.config.name,
+                                "origin_throttled",
+                            );
+                            // A stale copy answers instead of the throttling answer,
+                            // where the stored response allows it.
+                            if session.cache.can_serve_stale_error() {
+                                upstream.guard.record(Outcome::Throttled(pause));
+                                ctx.blocked = Some(Blocked::Paused(pause));
+                                let mut e = Error::explain(
+                                    ErrorType::Custom("origin protection"),
+                                    "the origin asked for a pause (Retry-After)",
+                                );
+                                e.as_up();
+                                return Err(e);
+                            }
+                            Outcome::Throttled(pause)
+                        }
+                        None if status >= 500 => Outcome::Failure,
+                        None => Outcome::Success,
+                    };
+                upstream.guard.record(outcome);
+            }
+        }
         if let Some(start) = ctx.upstream_started {
             let elapsed = start.elapsed();
             ctx.upstream_time = Some(elapsed);
@@ -732,7 +811,17 @@ impl ProxyHttp for AsideProxy {
         let now = SystemTime::now();
         let meta = matches!(status, CacheStatus::Hit | CacheStatus::Stale)
             .then(|| session.cache.cache_meta());
-        let detail = ctx.bypass.as_deref().or(ctx.not_stored);
+        let detail = if status == CacheStatus::Stale {
+            ctx.stale_reason
+        } else {
+            ctx.bypass.as_deref().or(ctx.not_stored)
+        };
+        if let (Some(reason), Some(route)) = (ctx.stale_reason, ctx.route().ok()) {
+            if status == CacheStatus::Stale {
+                let name = &ctx.live()?.config.upstream(route).name;
+                crate::metrics::record_protection(name, &format!("stale_served_{reason}"));
+            }
+        }
         let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
         if let Some(meta) = meta {
             // RFC 9111 §4.2.3: Age includes the age the origin reported when we stored it.
@@ -759,10 +848,103 @@ impl ProxyHttp for AsideProxy {
         Ok(())
     }
 
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let upstream = ctx
+            .live
+            .as_ref()
+            .zip(ctx.route().ok())
+            .and_then(|(live, route)| live.upstreams.get(route.upstream));
+        if let Some(upstream) = upstream {
+            upstream.guard.record(Outcome::Failure);
+            // Nothing reached the origin: an idempotent request may go once more,
+            // on a fresh connection (and through the budget again).
+            let again = upstream.config.protection.retry
+                && !ctx.retried
+                && session.req_header().method.is_idempotent();
+            e.set_retry(again);
+            if again {
+                ctx.retried = true;
+                crate::metrics::record_protection(&upstream.config.name, "retry");
+            }
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A timeout or a broken connection on the origin's side counts towards
+        // the circuit breaker (a throttling or 5xx answer is counted where it is read).
+        if e.esource() == &ErrorSource::Upstream && ctx.upstream_status.is_none() {
+            let upstream = ctx
+                .live
+                .as_ref()
+                .zip(ctx.route().ok())
+                .and_then(|(live, route)| live.upstreams.get(route.upstream));
+            if let Some(upstream) = upstream {
+                upstream.guard.record(Outcome::Failure);
+            }
+        }
+        // pingora's rule: idempotent requests may be retried on a reused
+        // connection that the origin had closed; never once the body was cut.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy
     where
         Ctx: Send + Sync,
     {
+        if let Some(blocked) = ctx.blocked {
+            // Kept from the origin by protection, and no stale copy could answer.
+            session.set_keepalive(None);
+            let retry_after = blocked.retry_after_secs();
+            let body = serde_json::json!({"error": {
+                "code": blocked.code(),
+                "message": blocked.message(),
+                "retryAfterSeconds": retry_after,
+            }})
+            .to_string();
+            if let Ok(mut resp) = ResponseHeader::build(503, Some(5)) {
+                let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
+                let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+                let _ = resp.insert_header(header::RETRY_AFTER, retry_after.to_string());
+                let detail = format!("Aside; fwd=miss; detail={}", blocked.code());
+                let _ = resp.insert_header("cache-status", detail);
+                let _ = resp.insert_header("x-cache", "MISS");
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session
+                        .write_response_body(Some(Bytes::from(body)), true)
+                        .await;
+                }
+            }
+            crate::metrics::record_request("error");
+            return FailToProxy {
+                error_code: 503,
+                can_reuse_downstream: false,
+            };
+        }
         let upstream_name = ctx
             .route()
             .ok()

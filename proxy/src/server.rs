@@ -79,7 +79,8 @@ pub fn reload(
     overrides: &Overrides,
 ) -> Result<Vec<String>, String> {
     let config = Arc::new(settings::load(source, overrides)?);
-    let live = Live::new(config.clone()).map_err(|e| format!("{e:#}"))?;
+    let live =
+        Live::new(config.clone(), Some(&shared.live.load())).map_err(|e| format!("{e:#}"))?;
     let restart_needed = restart_needed(started, &config);
     shared.live.store(Arc::new(live));
     shared.config.store(config);
@@ -146,7 +147,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     }
     let token = crate::admin::resolve_token(&token_source, &data_dir)?;
 
-    let live = Live::new(config.clone())?;
+    let live = Live::new(config.clone(), None)?;
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         config: Arc::new(ArcSwap::new(config.clone())),

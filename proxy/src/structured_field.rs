@@ -181,7 +181,7 @@ impl Parser<'_> {
             }
             Some(d) => {
                 let (int, frac) = (d - start, self.i - d - 1);
-                (int >= 1 && int <= 12 && (1..=3).contains(&frac)).then_some(Value::Other)
+                ((1..=12).contains(&int) && (1..=3).contains(&frac)).then_some(Value::Other)
             }
         }
     }
@@ -237,10 +237,13 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
+    /// Expected members: key and value kind (`None`: the key is absent).
+    type Members<'a> = &'a [(&'a str, Option<Value>)];
+
     #[test]
     fn dictionaries() {
         let int = |n| Some(Value::Integer(n));
-        let table: &[(&str, Option<&[(&str, Option<Value>)]>)] = &[
+        let table: &[(&str, Option<Members>)] = &[
             ("max-age=60", Some(&[("max-age", int(60))])),
             (
                 "max-age=60, stale-while-revalidate=30",

@@ -15,6 +15,8 @@ use pingora_error::{Error, ErrorType, Result};
 
 use aside_policies::{Scheme, Upstream};
 
+use crate::protect::OriginGuard;
+
 /// How long a resolved address is reused before asking the resolver again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
@@ -28,6 +30,9 @@ pub struct UpstreamRuntime {
     resolved: Mutex<Option<(SocketAddr, Instant)>>,
     /// Bounds concurrent upstream requests when `max-concurrent` is set.
     pub limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Budget, pauses and circuit breaker; kept across reloads that leave the
+    /// upstream's protection settings as they were.
+    pub guard: Arc<OriginGuard>,
 }
 
 impl UpstreamRuntime {
@@ -35,7 +40,10 @@ impl UpstreamRuntime {
     ///
     /// # Errors
     /// The CA file cannot be read or holds no valid certificate.
-    pub fn new(config: Upstream) -> anyhow::Result<UpstreamRuntime> {
+    pub fn new(
+        config: Upstream,
+        previous: Option<&UpstreamRuntime>,
+    ) -> anyhow::Result<UpstreamRuntime> {
         let ca = match &config.ca_file {
             Some(path) => Some(load_ca(path)?),
             None => None,
@@ -43,11 +51,16 @@ impl UpstreamRuntime {
         let limit = config
             .max_concurrent
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let guard = match previous {
+            Some(p) if p.guard.settings == config.protection => p.guard.clone(),
+            _ => Arc::new(OriginGuard::new(config.protection.clone())),
+        };
         Ok(UpstreamRuntime {
             config,
             ca,
             resolved: Mutex::new(None),
             limit,
+            guard,
         })
     }
 

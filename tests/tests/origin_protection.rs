@@ -1,0 +1,231 @@
+//! Protecting slow and rate-limited origins (issue 16): the request budget,
+//! pauses ordered by `429`/`503` + `Retry-After`, the circuit breaker, stale
+//! answers while the origin is kept back, and one retry of a failed connect.
+//! Each test checks what the client saw and what the origin received.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aside_tests::{Aside, Origin, Reply};
+
+/// The sum of the samples of metric `name` whose labels include every `labels` pair.
+async fn metric(aside: &Aside, name: &str, labels: &[&str]) -> u64 {
+    let text = aside
+        .admin("GET", "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_the_upstream() {
+    let origin =
+        Origin::start(|_, _| Reply::status(429, "slow down").header("retry-after", "2")).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+
+    let first = aside.get("/quota").await;
+    assert_eq!(
+        first.status, 429,
+        "the throttling answer itself passes through"
+    );
+    assert_eq!(origin.hits(), 1);
+
+    // During the pause nothing goes out: a 503 carrying the remaining time.
+    let paused = aside.get("/quota").await;
+    assert_eq!(paused.status, 503);
+    let retry: u64 = paused.header("retry-after").parse().unwrap();
+    assert!((1..=2).contains(&retry), "retry-after {retry}");
+    let body: serde_json::Value = serde_json::from_slice(&paused.body).unwrap();
+    assert_eq!(body["error"]["code"], "origin_paused");
+    assert_eq!(
+        aside.get("/other").await.status,
+        503,
+        "the pause is per upstream"
+    );
+    assert_eq!(origin.hits(), 1, "no request reached the paused origin");
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(aside.get("/quota").await.status, 429);
+    assert_eq!(origin.hits(), 2, "the pause ended");
+    let paused = metric(
+        &aside,
+        "aside_origin_protection_total",
+        &["event=\"origin_paused\"", "upstream=\"origin\""],
+    )
+    .await;
+    assert!(paused >= 2, "{paused}");
+}
+
+#[tokio::test]
+async fn a_stale_copy_answers_while_the_origin_throttles_rfc9111_4_2_4() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("v1").header("cache-control", "max-age=1")
+        } else {
+            Reply::status(429, "slow down").header("retry-after", "30")
+        }
+    })
+    .await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .route("path-prefix = \"/w\"\nstale-if-error = \"1m\"")
+        .start()
+        .await;
+    assert_eq!(aside.get("/w").await.text(), "v1");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // The revalidation is throttled: the stale copy answers instead of the 429.
+    let stale = aside.get("/w").await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.text(), "v1");
+    assert!(
+        stale
+            .header("cache-status")
+            .contains("detail=origin-paused"),
+        "{}",
+        stale.header("cache-status")
+    );
+    assert_eq!(origin.hits(), 2);
+    // During the pause the stale copy answers without asking the origin.
+    let again = aside.get("/w").await;
+    assert_eq!(again.text(), "v1");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_then_lets_one_probe_through() {
+    let origin = Origin::start(|_, _| Reply::status(500, "broken")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .upstream_extra("breaker-failures = 3\nbreaker-cooldown = \"1s\"")
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(aside.get("/x").await.status, 500);
+    }
+    assert_eq!(origin.hits(), 3);
+    let open = aside.get("/x").await;
+    assert_eq!(open.status, 503);
+    let body: serde_json::Value = serde_json::from_slice(&open.body).unwrap();
+    assert_eq!(body["error"]["code"], "origin_circuit_open");
+    assert!(!open.header("retry-after").is_empty());
+    assert_eq!(origin.hits(), 3, "an open breaker sends nothing");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Half-open: one probe goes; it fails, so the breaker opens again.
+    assert_eq!(aside.get("/x").await.status, 500);
+    assert_eq!(origin.hits(), 4);
+    assert_eq!(aside.get("/x").await.status, 503);
+    assert_eq!(origin.hits(), 4);
+}
+
+#[tokio::test]
+async fn the_budget_keeps_the_origin_under_its_rate() {
+    let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = arrivals.clone();
+    let origin = Origin::start(move |_, _| {
+        seen.lock().unwrap().push(Instant::now());
+        Reply::ok("fresh").header("cache-control", "no-store")
+    })
+    .await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .upstream_extra("rate-limit = \"5/s\"\nqueue-timeout = \"5s\"")
+        .start()
+        .await;
+    let aside = Arc::new(aside);
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let aside = aside.clone();
+        tasks.push(tokio::spawn(async move {
+            aside.get(&format!("/k{i}")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200, "queued within the queue timeout");
+    }
+    let mut at = arrivals.lock().unwrap().clone();
+    at.sort();
+    assert_eq!(at.len(), 10);
+    // 5/s with a burst of 1: one request every 200 ms at most.
+    for w in at.windows(6) {
+        assert!(
+            w[5].duration_since(w[0]) >= Duration::from_millis(900),
+            "6 requests within {:?}",
+            w[5].duration_since(w[0])
+        );
+    }
+}
+
+#[tokio::test]
+async fn beyond_the_queue_timeout_the_client_gets_503_with_retry_after() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("fresh")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(10))
+    })
+    .await;
+    let aside = Arc::new(
+        Aside::builder()
+            .upstream(&origin.url())
+            .upstream_extra("rate-limit = \"2/s\"\nqueue-timeout = \"300ms\"")
+            .start()
+            .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let aside = aside.clone();
+        tasks.push(tokio::spawn(
+            async move { aside.get(&format!("/q{i}")).await },
+        ));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 503 {
+            refused += 1;
+            assert!(!r.header("retry-after").is_empty());
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["error"]["code"], "origin_rate_limited");
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(
+        refused >= 3,
+        "only {refused} of 6 refused at 2/s with a 300 ms queue"
+    );
+    assert!(
+        origin.hits() <= 3,
+        "the origin got {} requests",
+        origin.hits()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_retried_once_for_idempotent_requests_only() {
+    // Nothing listens there: every connect is refused.
+    let port = aside_tests::free_port();
+    let aside = Aside::builder()
+        .upstream(&format!("http://127.0.0.1:{port}"))
+        .upstream_extra("breaker-failures = 0")
+        .start()
+        .await;
+    let retries = ["event=\"retry\"", "upstream=\"origin\""];
+    let name = "aside_origin_protection_total";
+    assert_eq!(aside.get("/g").await.status, 502);
+    assert_eq!(metric(&aside, name, &retries).await, 1, "GET retried once");
+    assert_eq!(aside.request("POST", "/p", &[]).await.status, 502);
+    assert_eq!(
+        metric(&aside, name, &retries).await,
+        1,
+        "POST is not retried"
+    );
+}
