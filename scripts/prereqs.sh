@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building Aside needs on a fresh Debian machine, only when missing:
-# cmake (pingora's zlib-ng build script runs it). Extra Debian packages can be
+# cmake (pingora's zlib-ng build script runs it) and redis-server (cluster tests). Extra Debian packages can be
 # passed as arguments (the benchmarks ask for nginx, varnish, wrk).
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# The cluster tests start a real redis-server (Debian 12 ships 7.0).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 for pkg in "$@"; do
   case "$pkg" in
     varnish) command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varnish) ;;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::error::ConfigError;
 use crate::ipnet::IpNet;
 use crate::route::Route;
@@ -24,6 +25,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Routes in file order, the first match wins; the last one is a catch-all.
     pub routes: Vec<Route>,
+    /// `[cluster]`: `None` for a standalone node.
+    pub cluster: Option<Cluster>,
 }
 
 impl Config {

@@ -26,74 +26,9 @@ pub struct FileConfig {
     /// `[[route]]`: ordered routes.
     #[serde(rename = "route")]
     pub routes: Vec<FileRoute>,
-}
-
-/// One address or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    /// `listen = "127.0.0.1:8080"`
-    One(String),
-    /// `listen = ["127.0.0.1:8080", "[::1]:8080"]`
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    /// The addresses as a list.
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// `[server]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileServer {
-    pub listen: Option<OneOrMany>,
-    pub threads: Option<i64>,
-    pub grace_period: Option<String>,
-    pub keepalive_timeout: Option<String>,
-    pub first_request_timeout: Option<String>,
-    pub header_read_timeout: Option<String>,
-    pub body_read_timeout: Option<String>,
-    pub access_log: Option<bool>,
-    pub read_buffer: Option<String>,
-    pub write_buffer: Option<String>,
-    pub tls: Option<FileTls>,
-}
-
-/// `[server.tls]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileTls {
-    pub listen: Option<OneOrMany>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-}
-
-/// `[admin]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileAdmin {
-    pub listen: Option<String>,
-    pub token_env: Option<String>,
-    pub token_file: Option<String>,
-    pub purge_allow: Option<Vec<String>>,
-    pub idle_timeout: Option<String>,
-    pub max_connections: Option<i64>,
-}
-
-/// `[store]`: the two-tier store.
-    pub store: FileStore,
-    /// `[[upstream]]`: origins.
-    #[serde(rename = "upstream")]
-    pub upstreams: Vec<FileUpstream>,
-    /// `[[route]]`: ordered routes.
-    #[serde(rename = "route")]
-    pub routes: Vec<FileRoute>,
+    /// `[cluster]`: share KV and purges with other nodes through Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<FileCluster>,
 }
 
 /// One address or a list of them.

@@ -16,6 +16,7 @@
 //! environment is a closure parameter), so every decision is tested with
 //! tables.
 
+mod cluster;
 mod config;
 mod duration;
 mod env;
@@ -33,6 +34,7 @@ mod size;
 mod upstream;
 mod validate;
 
+pub use cluster::{redact_url, Cluster, DEFAULT_KEY_PREFIX};
 pub use config::{Admin, Config, ListenerTls, Server, StoreSettings, TokenSource};
 pub use duration::{format_duration, parse_duration};
 pub use env::expand as expand_env;

@@ -37,6 +37,7 @@ pub fn to_file(c: &Config) -> FileConfig {
         TokenSource::Generate => (None, None),
     };
     FileConfig {
+        cluster: c.cluster.as_ref().map(crate::cluster::to_file),
         server: FileServer {
             listen: Some(many(&c.server.listen)),
             threads: Some(c.server.threads as i64),

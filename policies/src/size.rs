@@ -56,7 +56,7 @@ pub fn format_size(bytes: u64) -> String {
         ("KiB", 1 << 10),
     ];
     for (name, n) in UNITS {
-        if bytes != 0 && bytes % n == 0 {
+        if bytes != 0 && bytes.is_multiple_of(n) {
             return format!("{}{name}", bytes / n);
         }
     }

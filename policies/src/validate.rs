@@ -173,12 +173,18 @@ pub(crate) fn validate(f: &FileConfig, env: Env<'_>) -> Result<Config> {
         }
         Some(_) => {}
     }
+    let cluster = f
+        .cluster
+        .as_ref()
+        .map(|c| crate::cluster::validate(c, env))
+        .transpose()?;
     Ok(Config {
         server,
         admin,
         store,
         upstreams,
         routes,
+        cluster,
     })
 }
 

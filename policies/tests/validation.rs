@@ -52,7 +52,7 @@ fn syntax_and_unknown_keys() {
         ),
         (
             "[servr]\nlisten = \"x\"\n",
-            "t.toml:1: servr: unknown key (expected one of: server, admin, store, upstream, route)",
+            "t.toml:1: servr: unknown key (expected one of: server, admin, store, upstream, route, cluster)",
         ),
         (
             &format!("{BASE}ttl-mode = \"x\"\n"),
@@ -424,4 +424,33 @@ fn env_defaults_expand() {
             ("X-B".to_owned(), "fallback".to_owned())
         ]
     );
+}
+
+/// `[cluster]` (issue 14): errors name the file, the line and the key.
+#[test]
+fn cluster_section() {
+    let text = format!("[cluster]\nredis = \"redis://h\"\nkey-prefix = \"a{{b}}\"\n\n{BASE}");
+    let e = parse_config(&text, "t.toml", &env).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3: cluster.key-prefix: \"a{b}\" contains '{' or '}': Aside adds its own hash tags after the prefix"
+    );
+    let text = format!("[cluster]\nredis = \"${{UNSET_REDIS}}\"\n\n{BASE}");
+    let e = parse_config(&text, "t.toml", &env).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:2: cluster.redis: environment variable UNSET_REDIS is not set"),
+        "{e}"
+    );
+    let text = format!("[cluster]\nredis = \"rediss://:${{SET}}@h:6380/0\"\n\n{BASE}");
+    let c = parse_config(&text, "t.toml", &env).unwrap();
+    let cluster = c.cluster.clone().unwrap();
+    assert_eq!(cluster.redis, "rediss://:value@h:6380/0");
+    assert_eq!(cluster.key_prefix, "aside:");
+    // Round trip through to_toml.
+    assert_eq!(parse_config(&c.to_toml(), "r.toml", &env).unwrap(), c);
+    assert!(parse_config(BASE, "t.toml", &env)
+        .unwrap()
+        .cluster
+        .is_none());
 }

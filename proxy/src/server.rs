@@ -221,7 +221,9 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         let started = config.clone();
         Arc::new(move || reload(&shared, &started, &source, &overrides))
     };
+    let kv = crate::settings::kv_backend(&config, &store)?;
     let admin_state = crate::admin::AdminState {
+        kv,
         store,
         config: shared.config.clone(),
         token: token.into(),

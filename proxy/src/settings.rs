@@ -74,3 +74,33 @@ pub fn data_dir(config: &Config) -> &Path {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
 }
+
+/// The KV API's backend: the embedded store, or Redis when the config has a
+/// `[cluster]` section (connected on first use, so a node starts while Redis is
+/// down and its KV API answers 503 until Redis is back).
+///
+/// # Errors
+/// A Redis address redis-rs does not accept.
+pub fn kv_backend(
+    config: &aside_policies::Config,
+    store: &aside_store::Store,
+) -> anyhow::Result<aside_cluster::SharedKv> {
+    let Some(c) = &config.cluster else {
+        return Ok(std::sync::Arc::new(store.clone()));
+    };
+    let settings = aside_cluster::RedisSettings {
+        url: c.redis.clone(),
+        username: c.username.clone(),
+        password: c.password.clone(),
+        key_prefix: c.key_prefix.clone(),
+        connect_timeout: c.connect_timeout,
+        command_timeout: c.command_timeout,
+    };
+    let kv = aside_cluster::RedisKv::new(settings, store.limits().clone())
+        .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
+    tracing::info!(
+        redis = %aside_policies::redact_url(&c.redis),
+        "cluster mode: KV items live in Redis"
+    );
+    Ok(std::sync::Arc::new(kv))
+}

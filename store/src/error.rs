@@ -100,6 +100,11 @@ pub enum Error {
     /// The store has shut down (its writer thread is gone).
     #[error("store is closed")]
     Closed,
+
+    /// A KV backend outside this process (the shared store of a cluster) cannot
+    /// be reached or did not answer in time. For writes the outcome is unknown.
+    #[error("the shared KV store is unavailable: {reason}")]
+    Unavailable { reason: String },
 }
 
 impl Error {

@@ -78,7 +78,7 @@ pub fn validate_ttl(ttl: Option<Duration>, limits: &Limits) -> Result<()> {
 }
 
 /// Normalized list prefix: `None` or "" means everything; a trailing `/` is ignored.
-pub(crate) fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
+pub fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
     let p = prefix?.trim_end_matches('/');
     if p.is_empty() {
         None
@@ -96,14 +96,14 @@ const STORED_SEP: u8 = 0x00;
 /// order of this form = part-by-part order of keys ("a/b" < "a-b" < "ab", since
 /// part "a" < "a-b"). Also used on listing bounds (start, end, cursor), which are
 /// not validated keys: their own NUL bytes would compare like `/`.
-pub(crate) fn stored_key(key: &str) -> Vec<u8> {
+pub fn stored_key(key: &str) -> Vec<u8> {
     key.bytes()
         .map(|b| if b == b'/' { STORED_SEP } else { b })
         .collect()
 }
 
 /// The key back from its stored form; `None` when the bytes are not UTF-8.
-pub(crate) fn key_from_stored(stored: &[u8]) -> Option<String> {
+pub fn key_from_stored(stored: &[u8]) -> Option<String> {
     let bytes = stored
         .iter()
         .map(|&b| if b == STORED_SEP { b'/' } else { b })
@@ -113,14 +113,14 @@ pub(crate) fn key_from_stored(stored: &[u8]) -> Option<String> {
 
 /// First stored key after every key under the stored `prefix` (whole parts):
 /// matches are the prefix itself or the prefix + separator + more.
-pub(crate) fn stored_prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub fn stored_prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     end.push(STORED_SEP + 1);
     end
 }
 
 /// Whole-part prefix match on stored forms.
-pub(crate) fn stored_matches_prefix(stored: &[u8], prefix: &[u8]) -> bool {
+pub fn stored_matches_prefix(stored: &[u8], prefix: &[u8]) -> bool {
     match stored.strip_prefix(prefix) {
         Some(rest) => rest.first().is_none_or(|&b| b == STORED_SEP),
         None => false,

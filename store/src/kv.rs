@@ -125,11 +125,16 @@ pub(crate) fn item_from_raw(key: String, raw: KvRaw) -> Result<KvItem> {
     })
 }
 
-fn encode_cursor(key: &str) -> String {
+/// The opaque listing cursor that continues after `key` (shared by every KV backend).
+pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k{key}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<String> {
+/// The key a cursor continues after.
+///
+/// # Errors
+/// `InvalidCursor`.
+pub fn decode_cursor(cursor: &str) -> Result<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| Error::InvalidCursor)?;

@@ -68,8 +68,8 @@ pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Limits, StoreConfig, MAX_ATOMIC_OPS};
 pub use error::{Error, Result};
 pub use kv::{
-    increment, AtomicResult, Check, KvItem, ListPage, ListQuery, Mutation, SetCondition,
-    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    decode_cursor, encode_cursor, increment, AtomicResult, Check, KvItem, ListPage, ListQuery,
+    Mutation, SetCondition, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 pub use store::{Store, StoreStats};
 pub use value::{AddError, JsonText, Numeric};

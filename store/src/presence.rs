@@ -142,7 +142,7 @@ impl ColdPresence {
             let (k, _) = row.ctx("loading the cold-tier hash set")?;
             self.insert(k.value().1);
             n += 1;
-            if n % 4096 == 0 && self.cancel.load(Ordering::Acquire) {
+            if n.is_multiple_of(4096) && self.cancel.load(Ordering::Acquire) {
                 return Ok(());
             }
         }

@@ -11,8 +11,15 @@ use crate::Error;
 pub struct Version(u64);
 
 impl Version {
-    pub(crate) fn from_u64(n: u64) -> Version {
+    /// A version from its number; for KV backends outside this crate that keep
+    /// their own counter (`aside-cluster`), so versions look alike everywhere.
+    pub fn from_u64(n: u64) -> Version {
         Version(n)
+    }
+
+    /// The number behind the version.
+    pub fn as_u64(self) -> u64 {
+        self.0
     }
 }
 

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Unavailable,
+    /// The shared KV store of a cluster (Redis) cannot be reached or is too slow.
+    #[error("{0}; retry later")]
+    KvUnavailable(String),
     /// Anything else: logged with its detail, answered without it.
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,7 +99,7 @@ impl ApiError {
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) | Self::AnswerTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::KvUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +116,7 @@ impl ApiError {
             Self::AnswerTooLarge { .. } => "answer_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable => "unavailable",
+            Self::KvUnavailable(_) => "kv_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -200,6 +204,7 @@ impl From<aside_store::Error> for ApiError {
                 message,
             },
             E::Closed => Self::Unavailable,
+            E::Unavailable { .. } => Self::KvUnavailable(message),
             _ => Self::Internal(message),
         }
     }

@@ -317,13 +317,13 @@ pub async fn put_item(
     let ttl = body.ttl_seconds.map(Duration::from_secs);
     let condition = match write_condition(&headers)? {
         WriteCondition::Store(condition) => condition,
-        WriteCondition::IfExists => match state.store.get(&key).await? {
+        WriteCondition::IfExists => match state.kv.get(&key).await? {
             Some(item) => SetCondition::IfVersion(item.version),
             None => return Err(precondition_failed(&key)),
         },
         WriteCondition::Never => return Err(precondition_failed(&key)),
     };
-    let item = state.store.set(&key, body.value, ttl, condition).await?;
+    let item = state.kv.set(&key, body.value, ttl, condition).await?;
     let etag = etag(&item.version);
     let view = WriteView {
         key: item.key,
@@ -356,7 +356,7 @@ pub async fn get_item(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(uri.path())?;
-    let Some(item) = state.store.get(&key).await? else {
+    let Some(item) = state.kv.get(&key).await? else {
         return Err(ApiError::not_found(format!("no item with key {key:?}")));
     };
     let etag = etag(&item.version);
@@ -391,7 +391,7 @@ pub async fn delete_item(
     uri: Uri,
 ) -> Result<StatusCode, ApiError> {
     let key = key_from_path(uri.path())?;
-    state.store.delete(&key).await?;
+    state.kv.delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -420,14 +420,14 @@ pub async fn list_items(
         cursor: params.cursor.filter(|s| !s.is_empty()),
         reverse: params.reverse.unwrap_or(false),
     };
-    let max = answer_limit(state.store.limits());
-    let mut page = state.store.list(query.clone()).await?;
-    let fit = items_that_fit(&page.items, max, state.store.limits().max_key_bytes);
+    let max = answer_limit(state.kv.limits());
+    let mut page = state.kv.list(query.clone()).await?;
+    let fit = items_that_fit(&page.items, max, state.kv.limits().max_key_bytes);
     if fit < page.items.len() {
         // A shorter page: listed again with the limit that fits, so the cursor the store
         // issues continues right after the last item answered.
         query.limit = fit.max(1);
-        page = state.store.list(query).await?;
+        page = state.kv.list(query).await?;
     }
     let items = page
         .items
@@ -479,7 +479,7 @@ pub async fn get_many(
             body.keys.len()
         )));
     }
-    let limits = state.store.limits();
+    let limits = state.kv.limits();
     for key in &body.keys {
         aside_store::key::validate_key(key, limits)?;
     }
@@ -505,7 +505,7 @@ pub async fn get_many(
     let mut size = HEAD.len() + TAIL.len() + order.len();
     let mut answers: Vec<Vec<u8>> = Vec::with_capacity(distinct.len());
     for (slot, key) in distinct.iter().enumerate() {
-        let bytes = match state.store.get(key).await? {
+        let bytes = match state.kv.get(key).await? {
             Some(item) => serde_json::to_vec(&item_view(item)?)
                 .map_err(|e| ApiError::Internal(format!("serializing an item: {e}")))?,
             None => b"null".to_vec(),
@@ -601,7 +601,7 @@ pub async fn atomic(
             },
         })
         .collect();
-    let result = state.store.atomic(checks, mutations).await?;
+    let result = state.kv.atomic(checks, mutations).await?;
     let versions = result
         .versions
         .into_iter()
@@ -614,7 +614,7 @@ pub async fn atomic(
         &Data {
             data: AtomicView { versions },
         },
-        answer_limit(state.store.limits()),
+        answer_limit(state.kv.limits()),
     )
 }
 

@@ -37,8 +37,11 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Everything the handlers need; cheap to clone (every field is shared).
 #[derive(Clone)]
 pub struct AdminState {
-    /// The engine behind both the KV API and the cached responses.
+    /// The engine behind the cached responses (and the KV API when standalone).
     pub store: aside_store::Store,
+    /// Where the KV API reads and writes: the store above when standalone, Redis
+    /// with `[cluster]` (then a Redis outage is a 503, never divergent local data).
+    pub kv: aside_cluster::SharedKv,
     /// The live config (swapped on reload): the cache endpoints map URLs through its routes.
     pub config: Arc<arc_swap::ArcSwap<aside_policies::Config>>,
     /// The bearer token every request but `/healthz` must present (already resolved).

@@ -44,6 +44,11 @@ pub fn test_config() -> Config {
 }
 
 pub async fn start() -> Admin {
+    start_with_kv(|store| Arc::new(store.clone())).await
+}
+
+/// The admin API with the KV backend `kv` builds from the store (Redis in cluster tests).
+pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -> Admin {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(MockClock::new(SystemTime::now()));
     let store = Store::open_with_clock(
@@ -59,6 +64,7 @@ pub async fn start() -> Admin {
         Arc::new(move || result.lock().expect("lock").clone())
     };
     let state = AdminState {
+        kv: kv(&store),
         store: store.clone(),
         config: config.clone(),
         token: Arc::from(TOKEN),

@@ -1,0 +1,20 @@
+//! `aside-cluster`: everything of Aside that talks to Redis (or Valkey).
+//!
+//! # Architecture
+//!
+//! The admin KV API talks to one trait, [`KvBackend`], with two implementations:
+//! the node's embedded [`aside_store::Store`] (standalone, the default) and
+//! [`RedisKv`] (cluster mode: Redis is the source of truth, so every node answers
+//! alike). Both share the value type ([`aside_store::JsonText`]), the key rules,
+//! the limits, the cursor format and the increment arithmetic of `aside-store`, and
+//! one contract test suite (`tests/contract.rs`) runs against both. `aside-store`
+//! knows nothing of Redis; this crate knows nothing of HTTP.
+//!
+//! Redis facts this code relies on (and the notes that checked them) are in
+//! `redis_kv`'s module documentation and the Lua scripts under `src/lua/`.
+
+mod backend;
+mod redis_kv;
+
+pub use backend::{KvBackend, SharedKv};
+pub use redis_kv::{connection, ConnectError, RedisKv, RedisSettings};
