@@ -42,13 +42,13 @@ pub use error::ConfigError;
 pub use freshness::{Freshness, OriginFreshness};
 pub use host::HostMatch;
 pub use ipnet::IpNet;
+pub use protect::{Breaker, Protection, Rate};
 pub use render::to_file;
 pub use route::{
     KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_HEURISTIC_MAX,
     DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use size::{format_size, parse_size};
-pub use protect::{Breaker, Protection, Rate};
 pub use upstream::{Scheme, Upstream};
 
 /// Parses and validates a config file's text.

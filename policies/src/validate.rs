@@ -551,7 +551,10 @@ fn protection(k: &dyn Fn(&str) -> String, f: &FileUpstream) -> Result<crate::Pro
     let burst = match f.burst {
         None => d.burst,
         Some(_) if rate_limit.is_none() => {
-            return Err(err(k("burst"), "only applies with rate-limit; set rate-limit too"))
+            return Err(err(
+                k("burst"),
+                "only applies with rate-limit; set rate-limit too",
+            ))
         }
         Some(n) if (1..=100_000).contains(&n) => u32::try_from(n).unwrap_or(d.burst),
         Some(n) => return Err(err(k("burst"), format!("{n} is not between 1 and 100000"))),
