@@ -46,7 +46,7 @@ pub use protect::{Breaker, Protection, Rate};
 pub use render::to_file;
 pub use route::{
     KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_HEURISTIC_MAX,
-    DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE,
+    DEFAULT_HEURISTIC_PERCENT, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_STALE_IF_UNREACHABLE,
 };
 pub use size::{format_size, parse_size};
 pub use upstream::{Scheme, Upstream};

@@ -143,6 +143,11 @@ impl SetCookie {
 }
 
 /// Statuses cacheable by default: RFC 9110's "heuristically cacheable" list.
+/// Default `stale-if-unreachable`: long enough to ride out an origin's restart
+/// or a short outage of a fronted API, short enough that the disk tier does not
+/// keep expired entries long.
+pub const DEFAULT_STALE_IF_UNREACHABLE: Duration = Duration::from_secs(300);
+
 pub const DEFAULT_CACHEABLE_STATUSES: [u16; 12] =
     [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
@@ -185,6 +190,12 @@ pub struct Policy {
     pub stale_while_revalidate: Option<Duration>,
     /// Serve stale when the origin fails, for this long; else the origin's value.
     pub stale_if_error: Option<Duration>,
+    /// Serve stale for this long past expiry when the origin cannot be
+    /// reached (connect error, timeout, kept back by origin protection), when
+    /// neither `stale-if-error` nor the origin gives a window (RFC 9111
+    /// §4.2.4). Not for 5xx answers: those need an explicit `stale-if-error`.
+    /// `0s` turns it off. Default: 5m.
+    pub stale_if_unreachable: Duration,
     /// Per-status TTL (negative caching: 404 -> 30s).
     pub status_ttl: BTreeMap<u16, Duration>,
     /// Statuses that may be stored, sorted; always includes every `status_ttl` key.
@@ -222,6 +233,7 @@ impl Default for Policy {
             heuristic_max: DEFAULT_HEURISTIC_MAX,
             stale_while_revalidate: None,
             stale_if_error: None,
+            stale_if_unreachable: DEFAULT_STALE_IF_UNREACHABLE,
             status_ttl: BTreeMap::new(),
             cacheable_statuses: DEFAULT_CACHEABLE_STATUSES.to_vec(),
             any_status_with_explicit_freshness: true,

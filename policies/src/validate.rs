@@ -869,6 +869,11 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
             f.stale_while_revalidate.as_ref(),
         )?,
         stale_if_error: duration(&k("stale-if-error"), f.stale_if_error.as_ref())?,
+        stale_if_unreachable: duration(
+            &k("stale-if-unreachable"),
+            f.stale_if_unreachable.as_ref(),
+        )?
+        .unwrap_or(d.stale_if_unreachable),
         status_ttl,
         cacheable_statuses: cacheable.into_iter().collect(),
         any_status_with_explicit_freshness: f.cacheable_statuses.is_none(),

@@ -133,9 +133,14 @@ pub fn decide(
         .and_then(|cc| cc.fresh_duration())
         .or_else(|| expires_lifetime(resp, now))
         .map(|lifetime| lifetime.saturating_sub(age));
-    let forbids_stale = cc
-        .as_ref()
-        .is_some_and(|cc| cc.must_revalidate() || cc.proxy_revalidate() || cc.has_key("s-maxage"));
+    // RFC 9111 §4.2.4: never stale for these (no-cache: every reuse needs a
+    // successful validation, §5.2.2.4).
+    let forbids_stale = cc.as_ref().is_some_and(|cc| {
+        cc.must_revalidate()
+            || cc.proxy_revalidate()
+            || cc.has_key("s-maxage")
+            || (cc.no_cache() && cc.no_cache_field_names().is_none())
+    });
     let secs = |d: Option<u32>| d.map(|s| Duration::from_secs(u64::from(s)));
     let origin = OriginFreshness {
         status: resp.status.as_u16(),
@@ -185,13 +190,18 @@ pub fn decide(
             }
             // Hop-by-hop and per-connection headers never belong in the store.
             strip_unstorable(&mut stored);
+            // Without a stale-if-error window from the route or the origin, the
+            // route's stale-if-unreachable applies (for an unreachable origin
+            // only: `should_serve_stale` refuses it for 5xx answers).
+            let sie = if stale_if_error.is_zero() && !explicit_stale_if_error(route, &stored) {
+                route.policy.stale_if_unreachable
+            } else {
+                stale_if_error
+            };
             let (swr, sie) = if forbids_stale {
                 (0, 0)
             } else {
-                (
-                    clamp_secs(stale_while_revalidate),
-                    clamp_secs(stale_if_error),
-                )
+                (clamp_secs(stale_while_revalidate), clamp_secs(sie))
             };
             Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
         }
@@ -200,4 +210,13 @@ pub fn decide(
 
 fn clamp_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Whether a stored response's stale-if-error window was asked for, by the
+/// route (`stale-if-error`) or the origin (`Cache-Control: stale-if-error`),
+/// rather than being the route's `stale-if-unreachable` default.
+pub fn explicit_stale_if_error(route: &Route, stored: &ResponseHeader) -> bool {
+    route.policy.stale_if_error.is_some()
+        || governing_cache_control(stored)
+            .is_some_and(|cc| cc.stale_if_error().ok().flatten().is_some())
 }

@@ -33,7 +33,7 @@ use aside_policies::{Config, Route};
 use aside_store::CacheSelector;
 
 use crate::cache_status::CacheStatus;
-use crate::decision::{decide, must_revalidate, RequestDirectives};
+use crate::decision::{decide, explicit_stale_if_error, must_revalidate, RequestDirectives};
 use crate::fields::{
     merge_not_modified, not_modified_by_date, origin_age, strip_connection_fields,
 };
@@ -634,7 +634,7 @@ impl ProxyHttp for AsideProxy {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
@@ -643,8 +643,19 @@ impl ProxyHttp for AsideProxy {
         match error {
             None => true,
             Some(e) => {
-                let serve = e.esource() == &ErrorSource::Upstream
-                    || matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500);
+                let serve = if matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500) {
+                    // A 5xx answer is not an unreachable origin: stale only when
+                    // a stale-if-error window was asked for, not by the route's
+                    // stale-if-unreachable default.
+                    ctx.route()
+                        .ok()
+                        .zip(session.cache.maybe_cache_meta())
+                        .is_some_and(|(route, meta)| {
+                            explicit_stale_if_error(route, meta.response_header())
+                        })
+                } else {
+                    e.esource() == &ErrorSource::Upstream
+                };
                 if serve {
                     ctx.stale_reason = Some(match ctx.blocked {
                         Some(Blocked::Budget(_)) => "origin-rate-limited",

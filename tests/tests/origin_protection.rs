@@ -229,3 +229,88 @@ async fn a_failed_connect_is_retried_once_for_idempotent_requests_only() {
         "POST is not retried"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_origin_gets_stale_answers_by_default_rfc9111_4_2_4() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("v{n}")).header("cache-control", "max-age=1")).await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    assert_eq!(aside.get("/down").await.text(), "v1");
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = aside.get("/down").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "v1");
+    assert!(
+        r.header("cache-status").contains("detail=origin-down"),
+        "{}",
+        r.header("cache-status")
+    );
+}
+
+#[tokio::test]
+async fn stale_if_unreachable_0s_turns_the_default_off() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("v{n}")).header("cache-control", "max-age=1")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .route("path-prefix = \"/off\"\nstale-if-unreachable = \"0s\"")
+        .start()
+        .await;
+    assert_eq!(aside.get("/off").await.text(), "v1");
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(aside.get("/off").await.status, 502);
+}
+
+#[tokio::test]
+async fn a_5xx_is_answered_stale_only_with_an_explicit_stale_if_error() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("v1").header("cache-control", "max-age=1")
+        } else {
+            Reply::status(500, "broken")
+        }
+    })
+    .await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .upstream_extra("breaker-failures = 0")
+        .start()
+        .await;
+    assert_eq!(aside.get("/5xx").await.text(), "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        aside.get("/5xx").await.status,
+        500,
+        "the default is for an unreachable origin only"
+    );
+}
+
+#[tokio::test]
+async fn must_revalidate_and_no_cache_are_never_served_stale_rfc9111_4_2_4() {
+    let origin = Origin::start(|s, _| {
+        let cc = if s.uri.starts_with("/mr") {
+            "max-age=1, must-revalidate, stale-if-error=60"
+        } else {
+            "max-age=1, no-cache, stale-if-error=60"
+        };
+        Reply::ok("v1").header("cache-control", cc)
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    assert_eq!(aside.get("/mr").await.status, 200);
+    assert_eq!(aside.get("/nc").await.status, 200);
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for path in ["/mr", "/nc"] {
+        let r = aside.get(path).await;
+        assert_eq!(
+            r.status,
+            502,
+            "{path}: {} {}",
+            r.header("cache-status"),
+            r.text()
+        );
+    }
+}
