@@ -99,10 +99,9 @@ async fn connection_named_fields_are_neither_forwarded_nor_stored_rfc9110_7_6_1(
 }
 
 /// RFC 9111 §4, §5.1: a hit keeps the stored `Date`; `Age` says how old it is.
+/// pingora-core inserts its own `Date` into every response: fixed by the
+/// patch in `vendor/pingora-core` (vendor/PATCHES.md).
 #[tokio::test]
-#[ignore = "not fixable through a hook: pingora-core 0.9.1's HTTP/1 and HTTP/2 servers \
-            insert their own Date into every response header they write \
-            (v1/server.rs prepare_response_header, v2/server.rs), after every ProxyHttp hook"]
 async fn hit_keeps_the_stored_date_rfc9111_4() {
     let date = http_date(-30);
     let origin_date = date.clone();
