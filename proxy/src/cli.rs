@@ -62,6 +62,9 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
     },
+    /// Admin API clients: `kv`, `cache`, `stats`, `reload`.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -71,6 +74,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Client(command)) = args.command {
+        return crate::client::run(command, args.config);
+    }
     let _log_guard = crate::server::init_tracing();
 
     if let Some(path) = &args.check_config {

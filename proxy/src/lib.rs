@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cache_ops;
 pub mod cache_status;
 pub mod cli;
+pub mod client;
 pub mod conn_guard;
 pub mod decision;
 pub mod demo_origin;
