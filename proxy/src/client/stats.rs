@@ -165,6 +165,8 @@ pub async fn run(admin: &Admin, args: StatsArgs, json: bool) -> Result<(), CliEr
         let now = Instant::now();
         if clear {
             print!("\x1b[H\x1b[2J");
+        } else if shown > 0 && !json {
+            println!();
         }
         let rates = previous
             .as_ref()
