@@ -10,11 +10,19 @@
 //! one contract test suite (`tests/contract.rs`) runs against both. `aside-store`
 //! knows nothing of Redis; this crate knows nothing of HTTP.
 //!
+//! Purges fan out through a Redis Stream ([`Purges`], module `purge`): every node
+//! appends the purges it takes and replays the others' from its last applied entry.
+//!
 //! Redis facts this code relies on (and the notes that checked them) are in
 //! `redis_kv`'s module documentation and the Lua scripts under `src/lua/`.
 
 mod backend;
+mod purge;
 mod redis_kv;
 
 pub use backend::{KvBackend, SharedKv};
+pub use purge::{
+    ClusterView, Cursor, NodeView, Published, PurgeEvent, PurgeSettings, PurgeStats, Purges,
+    Receipt, StreamId, WaitOutcome,
+};
 pub use redis_kv::{connection, ConnectError, RedisKv, RedisSettings};

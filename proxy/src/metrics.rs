@@ -196,6 +196,53 @@ pub fn record_admin_refused(reason: &str) {
     METRICS.admin_refused.with_label_values(&[reason]).inc();
 }
 
+/// Appends the purge fan-out's figures (cluster mode), read from its counters.
+pub fn render_cluster(text: &mut String, stats: &aside_cluster::PurgeStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} {kind}");
+        let _ = writeln!(text, "{name} {value}");
+    };
+    family(
+        "aside_cluster_purges_published_total",
+        "counter",
+        "Purge events this node appended to the shared stream",
+        stats.published.load(Relaxed),
+    );
+    family(
+        "aside_cluster_purges_applied_total",
+        "counter",
+        "Purge events of other nodes applied here",
+        stats.applied.load(Relaxed),
+    );
+    family(
+        "aside_cluster_purge_lag_milliseconds",
+        "gauge",
+        "Age of the last applied purge event when it was applied",
+        stats.lag_ms.load(Relaxed),
+    );
+    family(
+        "aside_cluster_purges_queued",
+        "gauge",
+        "Purges kept on disk until Redis answers",
+        stats.queued.load(Relaxed),
+    );
+    family(
+        "aside_cluster_purge_gaps_total",
+        "counter",
+        "Full soft purges because entries were trimmed before this node read them",
+        stats.gaps.load(Relaxed),
+    );
+    family(
+        "aside_cluster_redis_errors_total",
+        "counter",
+        "Failed Redis calls of the purge fan-out",
+        stats.redis_errors.load(Relaxed),
+    );
+}
+
 /// The Prometheus text exposition of every metric, plus the store's figures.
 pub fn render(stats: &StoreStats) -> String {
     let mut out = Vec::new();

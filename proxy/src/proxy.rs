@@ -102,6 +102,8 @@ pub struct Shared {
     pub storage: &'static AsideStorage,
     /// One fill per key at a time (leaked for the same reason).
     pub lock: &'static CacheKeyLockImpl,
+    /// Hands every purge taken here to the other nodes (no-op when standalone).
+    pub purges: aside_cluster::Purges,
 }
 
 /// The proxy service.
@@ -285,6 +287,10 @@ impl AsideProxy {
         {
             Ok(n) => {
                 crate::metrics::record_purge(n);
+                self.shared
+                    .purges
+                    .publish(&selector, aside_store::PurgeMode::Hard)
+                    .await;
                 let status = if n > 0 { 200 } else { 404 };
                 respond_json(
                     session,
@@ -339,6 +345,10 @@ impl AsideProxy {
         {
             tracing::warn!(error = %e, "invalidation after unsafe method failed");
         }
+        self.shared
+            .purges
+            .publish(&selector, aside_store::PurgeMode::Hard)
+            .await;
     }
 }
 

@@ -148,6 +148,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let token = crate::admin::resolve_token(&token_source, &data_dir)?;
 
     let live = Live::new(config.clone(), None)?;
+    let purges = settings::purges(&config, &store);
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         config: Arc::new(ArcSwap::new(config.clone())),
@@ -156,6 +157,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
             crate::storage::decoded_share(config.store.hot_capacity),
         ),
         lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),
+        purges: purges.clone(),
     });
 
     let grace = config.server.grace_period.as_secs().max(1);
@@ -225,6 +227,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let admin_state = crate::admin::AdminState {
         kv,
         store,
+        purges: purges.clone(),
         config: shared.config.clone(),
         token: token.into(),
         reload: reload_fn.clone(),
@@ -241,6 +244,9 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         "reloader",
         Reloader { reload: reload_fn },
     ));
+    if purges.enabled() {
+        server.add_service(background_service("purge fan-out", PurgeFanout(purges)));
+    }
 
     let listen: Vec<SocketAddr> = config.server.listen.clone();
     tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
@@ -281,6 +287,20 @@ impl BackgroundService for AdminService {
         if let Err(e) = crate::admin::serve(listener, self.state.clone(), self.limits, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }
+    }
+}
+
+/// Publishes this node's purges and applies the other nodes' (cluster mode).
+struct PurgeFanout(aside_cluster::Purges);
+
+#[async_trait]
+impl BackgroundService for PurgeFanout {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
     }
 }
 

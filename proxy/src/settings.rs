@@ -88,19 +88,74 @@ pub fn kv_backend(
     let Some(c) = &config.cluster else {
         return Ok(std::sync::Arc::new(store.clone()));
     };
-    let settings = aside_cluster::RedisSettings {
-        url: c.redis.clone(),
-        username: c.username.clone(),
-        password: c.password.clone(),
-        key_prefix: c.key_prefix.clone(),
-        connect_timeout: c.connect_timeout,
-        command_timeout: c.command_timeout,
-    };
-    let kv = aside_cluster::RedisKv::new(settings, store.limits().clone())
+    let kv = aside_cluster::RedisKv::new(redis_settings(c), store.limits().clone())
         .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
     tracing::info!(
         redis = %aside_policies::redact_url(&c.redis),
         "cluster mode: KV items live in Redis"
     );
     Ok(std::sync::Arc::new(kv))
+}
+
+fn redis_settings(c: &aside_policies::Cluster) -> aside_cluster::RedisSettings {
+    aside_cluster::RedisSettings {
+        url: c.redis.clone(),
+        username: c.username.clone(),
+        password: c.password.clone(),
+        key_prefix: c.key_prefix.clone(),
+        connect_timeout: c.connect_timeout,
+        command_timeout: c.command_timeout,
+    }
+}
+
+/// This node's id: `[cluster] node-id`, else `<hostname>:<first proxy port>`
+/// (unique per process on one host, stable across restarts).
+pub fn node_id(config: &Config) -> String {
+    if let Some(id) = config.cluster.as_ref().and_then(|c| c.node_id.clone()) {
+        return id;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    // Only the characters `node-id` accepts.
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let port = config.server.listen.first().map_or(0, |a| a.port());
+    format!("{host}:{port}")
+}
+
+/// The purge fan-out: a no-op handle without `[cluster]`.
+pub fn purges(config: &Config, store: &aside_store::Store) -> aside_cluster::Purges {
+    let Some(c) = &config.cluster else {
+        return aside_cluster::Purges::default();
+    };
+    let node_id = node_id(config);
+    tracing::info!(node = %node_id, "cluster mode: purges fan out through Redis");
+    aside_cluster::Purges::new(
+        aside_cluster::PurgeSettings {
+            redis: redis_settings(c),
+            node_id,
+            address: config
+                .server
+                .listen
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            data_dir: data_dir(config).to_path_buf(),
+            stream_length: c.purge_stream_length,
+            heartbeat_interval: c.heartbeat_interval,
+        },
+        store.clone(),
+    )
 }

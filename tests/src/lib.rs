@@ -20,6 +20,9 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
+pub mod redis_server;
+pub use redis_server::RedisServer;
+
 /// Admin token every test instance uses.
 pub const TOKEN: &str = "test-token-0123456789";
 

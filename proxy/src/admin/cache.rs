@@ -164,14 +164,78 @@ pub struct PurgeBody {
     pub soft: bool,
     /// Only count.
     pub dry_run: bool,
+    /// Cluster mode: wait up to this long (e.g. `"2s"`, at most 30s) until every live
+    /// node has applied the purge; the answer says which did.
+    #[schema(example = "2s")]
+    pub wait: Option<String>,
 }
+
+/// Longest `wait` accepted.
+const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How many entries a purge matched and removed (or marked stale).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PurgeResult {
     pub matched: u64,
     /// 0 on a dry run.
     pub purged: u64,
+    /// Cluster mode: the purge's entry in the shared purge stream; null when
+    /// standalone, on a dry run, or while Redis is unreachable (then `queued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_id: Option<String>,
+    /// Cluster mode: Redis is unreachable; the purge is applied here and kept on
+    /// disk until it can be sent to the other nodes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+    /// With `wait`: the live nodes that applied the purge in time (this one included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<Vec<String>>,
+    /// With `wait`: the live nodes that had not applied it when the wait ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<Vec<String>>,
+}
+
+impl PurgeResult {
+    fn local(matched: u64, purged: u64) -> PurgeResult {
+        PurgeResult {
+            matched,
+            purged,
+            purge_id: None,
+            queued: false,
+            confirmed: None,
+            unconfirmed: None,
+        }
+    }
+
+    /// Adds the fan-out's outcome (and waits for confirmations when asked).
+    async fn fanned_out(
+        mut self,
+        state: &AdminState,
+        receipt: aside_cluster::Receipt,
+        wait: Option<Duration>,
+    ) -> PurgeResult {
+        use aside_cluster::Published;
+        match receipt.outcome(Duration::from_secs(3)).await {
+            Published::Standalone => {}
+            Published::Queued => self.queued = true,
+            Published::Sent(id) => {
+                self.purge_id = Some(id.to_string());
+                if let Some(wait) = wait {
+                    match state.purges.wait_applied(id, wait).await {
+                        Ok(o) => {
+                            self.confirmed = Some(o.confirmed);
+                            self.unconfirmed = Some(o.unconfirmed);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "purge wait: Redis unreachable");
+                        }
+                    }
+                }
+            }
+        }
+        self
+    }
 }
 
 /// List cached responses.
@@ -395,11 +459,10 @@ pub async fn delete_entry(
         .cache_purge(&selector, PurgeMode::Hard, false)
         .await?;
     crate::metrics::record_purge(purged);
+    let receipt = state.purges.publish(&selector, PurgeMode::Hard).await;
+    let result = PurgeResult::local(purged, purged);
     Ok(Json(Data {
-        data: PurgeResult {
-            matched: purged,
-            purged,
-        },
+        data: result.fanned_out(&state, receipt, None).await,
     }))
 }
 
@@ -410,7 +473,7 @@ pub async fn delete_entry(
     tag = "cache",
     request_body = PurgeBody,
     responses(
-        (status = 200, description = "How many entries matched and were purged", body = Data<PurgeResult>),
+        (status = 200, description = "How many entries matched and were purged; in cluster mode the purge's ID and, with `wait`, which nodes applied it", body = Data<PurgeResult>),
         (status = 400, description = "Malformed JSON, wrong types, nothing selected, bad URL", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -442,6 +505,14 @@ pub async fn purge(
             "empty selector {empty:?}: use \"everything\": true to purge everything"
         )));
     }
+    let wait = match body.wait.as_deref() {
+        None => None,
+        Some(text) => match aside_policies::parse_duration(text) {
+            Ok(d) if d <= MAX_WAIT => Some(d),
+            Ok(_) => return Err(ApiError::bad_request("wait: at most 30s")),
+            Err(m) => return Err(ApiError::bad_request(format!("wait: {m}"))),
+        },
+    };
     let config = state.config.load();
     let urls = body
         .urls
@@ -467,8 +538,13 @@ pub async fn purge(
         .await?;
     let purged = if body.dry_run { 0 } else { matched };
     crate::metrics::record_purge(purged);
+    let result = PurgeResult::local(matched, purged);
+    if body.dry_run {
+        return Ok(Json(Data { data: result }));
+    }
+    let receipt = state.purges.publish(&selector, mode).await;
     Ok(Json(Data {
-        data: PurgeResult { matched, purged },
+        data: result.fanned_out(&state, receipt, wait).await,
     }))
 }
 

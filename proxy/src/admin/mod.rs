@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod error;
 pub mod extract;
 pub mod kv;
@@ -42,6 +43,8 @@ pub struct AdminState {
     /// Where the KV API reads and writes: the store above when standalone, Redis
     /// with `[cluster]` (then a Redis outage is a 503, never divergent local data).
     pub kv: aside_cluster::SharedKv,
+    /// Purge fan-out to the other nodes (`Purges::default()` when standalone).
+    pub purges: aside_cluster::Purges,
     /// The live config (swapped on reload): the cache endpoints map URLs through its routes.
     pub config: Arc<arc_swap::ArcSwap<aside_policies::Config>>,
     /// The bearer token every request but `/healthz` must present (already resolved).

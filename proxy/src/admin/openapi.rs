@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{cache, kv, ops, AdminState};
+use super::{cache, cluster, kv, ops, AdminState};
 
 /// Axum route of the item endpoints: keys contain `/`, so it is a wildcard, which
 /// `utoipa_axum` cannot express; the three handlers are listed in [`ApiDoc`] instead,
@@ -67,6 +67,7 @@ pub fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::reload))
         .routes(routes!(ops::metrics))
+        .routes(routes!(cluster::cluster))
         .route(
             ITEM_ROUTE,
             put(kv::put_item).get(kv::get_item).delete(kv::delete_item),

@@ -13,8 +13,23 @@ use super::{AdminState, Data};
 /// `GET /healthz` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `degraded` in cluster mode while Redis is unreachable or purges
+    /// wait to be sent (the node keeps serving from its own tiers).
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// Cluster mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// The cluster part of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHealth {
+    /// `up` or `down` (as of the last Redis call of the purge fan-out).
+    pub redis: &'static str,
+    /// Purges applied here and kept on disk until Redis answers.
+    pub queued_purges: u64,
 }
 
 /// `POST /admin/reload` answer.
@@ -34,11 +49,21 @@ pub struct Reloaded {
     path = "/healthz",
     tag = "ops",
     security(()),
-    responses((status = 200, description = "The admin API is serving", body = Data<Health>))
+    responses((status = 200, description = "The admin API is serving (also when `degraded`)", body = Data<Health>))
 )]
-pub async fn healthz() -> Json<Data<Health>> {
+pub async fn healthz(State(state): State<AdminState>) -> Json<Data<Health>> {
+    let cluster = state.purges.stats().map(|s| ClusterHealth {
+        redis: if s.redis_down() { "down" } else { "up" },
+        queued_purges: s.queued.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    let degraded = cluster
+        .as_ref()
+        .is_some_and(|c| c.redis == "down" || c.queued_purges > 0);
     Json(Data {
-        data: Health { status: "ok" },
+        data: Health {
+            status: if degraded { "degraded" } else { "ok" },
+            cluster,
+        },
     })
 }
 
@@ -85,7 +110,10 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Json<Data<Reloade
     )
 )]
 pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    let text = crate::metrics::render(&state.store.stats());
+    let mut text = crate::metrics::render(&state.store.stats());
+    if let Some(stats) = state.purges.stats() {
+        crate::metrics::render_cluster(&mut text, stats);
+    }
     (
         [(
             header::CONTENT_TYPE,

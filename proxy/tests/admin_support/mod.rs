@@ -66,6 +66,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
     let state = AdminState {
         kv: kv(&store),
         store: store.clone(),
+        purges: Default::default(),
         config: config.clone(),
         token: Arc::from(TOKEN),
         reload,
