@@ -46,6 +46,7 @@ async fn openapi_documents_every_endpoint() {
         "GET /healthz",
         "POST /admin/reload",
         "GET /metrics",
+        "GET /cluster",
         "GET /openapi.json",
     ];
     expected.sort();
