@@ -196,6 +196,10 @@ pub struct Policy {
     /// §4.2.4). Not for 5xx answers: those need an explicit `stale-if-error`.
     /// `0s` turns it off. Default: 5m.
     pub stale_if_unreachable: Duration,
+    /// A hit in the last `n` % of an entry's freshness starts one background
+    /// refresh (coalesced, inside the upstream's budget), so popular keys never
+    /// expire in a client's face. `None` is off. Default: off.
+    pub refresh_ahead: Option<u8>,
     /// Per-status TTL (negative caching: 404 -> 30s).
     pub status_ttl: BTreeMap<u16, Duration>,
     /// Statuses that may be stored, sorted; always includes every `status_ttl` key.
@@ -234,6 +238,7 @@ impl Default for Policy {
             stale_while_revalidate: None,
             stale_if_error: None,
             stale_if_unreachable: DEFAULT_STALE_IF_UNREACHABLE,
+            refresh_ahead: None,
             status_ttl: BTreeMap::new(),
             cacheable_statuses: DEFAULT_CACHEABLE_STATUSES.to_vec(),
             any_status_with_explicit_freshness: true,

@@ -874,6 +874,18 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
             f.stale_if_unreachable.as_ref(),
         )?
         .unwrap_or(d.stale_if_unreachable),
+        refresh_ahead: match &f.refresh_ahead {
+            None => d.refresh_ahead,
+            Some(v) => match heuristic_percent(&k("refresh-ahead"), v)? {
+                Some(100) => {
+                    return Err(err(
+                        k("refresh-ahead"),
+                        "\"100%\" would refresh on every hit; use at most \"99%\"",
+                    ))
+                }
+                n => n,
+            },
+        },
         status_ttl,
         cacheable_statuses: cacheable.into_iter().collect(),
         any_status_with_explicit_freshness: f.cacheable_statuses.is_none(),

@@ -198,10 +198,17 @@ pub fn decide(
             } else {
                 stale_if_error
             };
+            // Refresh-ahead serves the entry while one request refreshes it,
+            // which pingora does through stale-while-revalidate: give it a window.
+            let swr = if route.policy.refresh_ahead.is_some() {
+                stale_while_revalidate.max(Duration::from_secs(1))
+            } else {
+                stale_while_revalidate
+            };
             let (swr, sie) = if forbids_stale {
                 (0, 0)
             } else {
-                (clamp_secs(stale_while_revalidate), clamp_secs(sie))
+                (clamp_secs(swr), clamp_secs(sie))
             };
             Ok(CacheMeta::new(fresh_until, now, swr, sie, stored))
         }

@@ -145,6 +145,9 @@ pub struct Ctx {
     blocked: Option<Blocked>,
     /// The request was retried once after a failed connect.
     retried: bool,
+    /// The hit was in its route's refresh-ahead window: served as a hit while
+    /// one background request refreshes the entry.
+    refresh_ahead: bool,
     /// Why a stale copy was served instead of the origin's answer
     /// (`Cache-Status` detail): `origin-down`, or a protection code.
     stale_reason: Option<&'static str>,
@@ -373,6 +376,7 @@ impl ProxyHttp for AsideProxy {
             aborted: false,
             blocked: None,
             retried: false,
+            refresh_ahead: false,
             stale_reason: None,
             not_modified: None,
         }
@@ -540,6 +544,25 @@ impl ProxyHttp for AsideProxy {
             if limit < meta.fresh_until() && limit <= now {
                 return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
                     expired_at: Some(limit),
+                }));
+            }
+        }
+        // Refresh-ahead: in the last n % of its freshness, treat the entry as
+        // stale-while-revalidate. pingora then serves it and refreshes it in one
+        // background subrequest (the cache lock coalesces; the subrequest goes
+        // through the budget like any origin request). Needs a SWR window,
+        // which `decide` gives every entry of such a route.
+        if let Some(percent) = route.policy.refresh_ahead {
+            let lifetime = meta
+                .fresh_until()
+                .duration_since(meta.updated())
+                .unwrap_or_default();
+            if remaining * 100 < lifetime * u32::from(percent)
+                && meta.serve_stale_while_revalidate(now)
+            {
+                ctx.refresh_ahead = true;
+                return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
+                    expired_at: None,
                 }));
             }
         }
@@ -715,7 +738,7 @@ impl ProxyHttp for AsideProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -740,6 +763,9 @@ impl ProxyHttp for AsideProxy {
             upstream_request.set_uri(uri);
         }
         ctx.upstream_started = Some(Instant::now());
+        if ctx.refresh_ahead && session.subrequest_ctx.is_some() {
+            crate::metrics::record_protection(&upstream.name, "refresh_ahead");
+        }
         Ok(())
     }
 
@@ -823,6 +849,12 @@ impl ProxyHttp for AsideProxy {
         let status = match session.cache.phase() {
             // Went to the origin as a miss, but the answer was not storable.
             pingora_cache::CachePhase::Disabled(_) if ctx.not_stored.is_some() => CacheStatus::Miss,
+            // Still fresh: refreshed ahead in the background, not stale.
+            pingora_cache::CachePhase::Stale | pingora_cache::CachePhase::StaleUpdating
+                if ctx.refresh_ahead =>
+            {
+                CacheStatus::Hit
+            }
             phase => CacheStatus::from_phase(phase),
         };
         // Hop-by-hop (RFC 9110 §7.6.1): the fields the origin's `Connection`
@@ -834,6 +866,8 @@ impl ProxyHttp for AsideProxy {
             .then(|| session.cache.cache_meta());
         let detail = if status == CacheStatus::Stale {
             ctx.stale_reason
+        } else if ctx.refresh_ahead {
+            Some("refresh-ahead")
         } else {
             ctx.bypass.as_deref().or(ctx.not_stored)
         };

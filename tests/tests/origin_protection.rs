@@ -314,3 +314,49 @@ async fn must_revalidate_and_no_cache_are_never_served_stale_rfc9111_4_2_4() {
         );
     }
 }
+
+#[tokio::test]
+async fn refresh_ahead_refreshes_a_popular_key_before_it_expires() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("v{n}")).header("cache-control", "max-age=6")).await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .route("path-prefix = \"/ra\"\nrefresh-ahead = \"50%\"")
+        .start()
+        .await;
+    let start = Instant::now();
+    assert_eq!(aside.get("/ra").await.text(), "v1");
+    // Early in its life: a plain hit.
+    let early = aside.get("/ra").await;
+    assert_eq!((early.x_cache(), early.text().as_str()), ("HIT", "v1"));
+    assert_eq!(origin.hits(), 1);
+    // In the last half of its freshness: still answered at once from the
+    // cache, while one background request refreshes it.
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(start.elapsed())).await;
+    let late = aside.get("/ra").await;
+    assert_eq!(late.status, 200);
+    assert_eq!(late.text(), "v1");
+    assert_eq!(late.x_cache(), "HIT", "{}", late.header("cache-status"));
+    assert!(
+        late.header("cache-status").contains("detail=refresh-ahead"),
+        "{}",
+        late.header("cache-status")
+    );
+    assert!(
+        aside_tests::eventually(Duration::from_secs(5), || async { origin.hits() == 2 }).await,
+        "no background refresh reached the origin"
+    );
+    // The refreshed entry answers (once its fill is stored), before the old
+    // one would have expired.
+    let refreshed = aside_tests::eventually(Duration::from_secs(2), || async {
+        let r = aside.get("/ra").await;
+        r.x_cache() == "HIT" && r.text() == "v2"
+    })
+    .await;
+    assert!(refreshed, "the refreshed entry never answered");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "too slow to prove anything"
+    );
+    assert_eq!(origin.hits(), 2, "one refresh, no more");
+}
