@@ -36,6 +36,9 @@ pub enum ApiError {
     /// A value or request body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request body did not arrive within `server.body-read-timeout`.
+    #[error("the request body was not received within server.body-read-timeout")]
+    RequestTimeout,
     /// The answer would be larger than the answer limit (`extract::answer_limit`).
     #[error(
         "the answer would exceed the maximum of {} ({limit} bytes) per response: ask for fewer or smaller items",
@@ -98,6 +101,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) | Self::AnswerTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::KvUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,6 +117,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::AnswerTooLarge { .. } => "answer_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable => "unavailable",

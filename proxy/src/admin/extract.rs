@@ -212,6 +212,8 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!("request body exceeds the maximum of {limit} bytes"))
+        } else if super::listener::is_body_timeout(&rejection) {
+            ApiError::RequestTimeout
         } else {
             ApiError::bad_request(format!("could not read the request body: {rejection}"))
         }

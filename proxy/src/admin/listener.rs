@@ -189,6 +189,30 @@ fn bounded_body(body: Incoming, limit: Duration) -> Body {
     }
 }
 
+/// The error a [`DeadlineBody`] fails with once its deadline has passed.
+#[derive(Debug)]
+pub struct BodyTimeout;
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body not received within server.body-read-timeout")
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// Whether a body-read failure (anywhere in its source chain) is a [`BodyTimeout`].
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// A body that errors when it has not ended by its deadline.
 struct DeadlineBody {
     inner: Incoming,
@@ -207,9 +231,7 @@ impl HttpBody for DeadlineBody {
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(
-                "request body not received within server.body-read-timeout".into(),
-            ))),
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
             Poll::Pending => Poll::Pending,
         }
     }
