@@ -146,8 +146,9 @@ struct Scripts {
     atomic: Script,
 }
 
-/// Increments retried this often when concurrent writes keep moving their keys.
-const MAX_ATOMIC_ATTEMPTS: usize = 64;
+/// How long an atomic call with increments keeps retrying while concurrent
+/// writes move its keys (optimistic: read, compute, write if unchanged).
+const ATOMIC_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The KV contract over Redis. Cheap to clone.
 #[derive(Clone)]
@@ -525,16 +526,26 @@ impl KvBackend for RedisKv {
                 }
             }
         }
-        for _ in 0..MAX_ATOMIC_ATTEMPTS {
+        // Contenders back off for a random, growing while (capped at 32 ms),
+        // so that one of them wins each round instead of all retrying in step.
+        let deadline = std::time::Instant::now() + ATOMIC_RETRY_BUDGET;
+        let mut attempt: u32 = 0;
+        loop {
             if let Some(result) = self.try_atomic(&checks, &mutations).await? {
                 return Ok(result);
             }
+            attempt += 1;
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable {
+                    reason: format!(
+                        "the keys of this atomic call kept changing during {attempt} attempts; retry"
+                    ),
+                });
+            }
+            let cap_ms = 1u64 << attempt.min(5);
+            let pause = rand::random_range(0..=cap_ms * 1000);
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
         }
-        Err(Error::Unavailable {
-            reason: format!(
-                "the keys of this atomic call kept changing during {MAX_ATOMIC_ATTEMPTS} attempts; retry"
-            ),
-        })
     }
 }
 
