@@ -233,6 +233,36 @@ fn dedupe_content_length(resp: &mut ResponseHeader) -> Result<()> {
     Ok(())
 }
 
+/// Answer a failed request with Aside's JSON error (no response header has
+/// left yet); counted as an `error` request.
+async fn write_error(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    cache_status: &str,
+    retry_after: Option<&str>,
+) {
+    if let Ok(mut resp) = ResponseHeader::build(status, Some(5)) {
+        let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
+        let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+        if let Some(seconds) = retry_after {
+            let _ = resp.insert_header(header::RETRY_AFTER, seconds);
+        }
+        let _ = resp.insert_header("cache-status", cache_status);
+        let _ = resp.insert_header("x-cache", "MISS");
+        if session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .is_ok()
+        {
+            let _ = session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await;
+        }
+    }
+    crate::metrics::record_request("error");
+}
+
 /// The status of the error answer for a failure before any response header
 /// left; 0 when the client is gone and nothing can be written.
 fn error_status(e: &Error) -> u16 {
@@ -977,24 +1007,9 @@ impl ProxyHttp for AsideProxy {
                 "retryAfterSeconds": retry_after,
             }})
             .to_string();
-            if let Ok(mut resp) = ResponseHeader::build(503, Some(5)) {
-                let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
-                let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
-                let _ = resp.insert_header(header::RETRY_AFTER, retry_after.to_string());
-                let detail = format!("Aside; fwd=miss; detail={}", blocked.code());
-                let _ = resp.insert_header("cache-status", detail);
-                let _ = resp.insert_header("x-cache", "MISS");
-                if session
-                    .write_response_header(Box::new(resp), false)
-                    .await
-                    .is_ok()
-                {
-                    let _ = session
-                        .write_response_body(Some(Bytes::from(body)), true)
-                        .await;
-                }
-            }
-            crate::metrics::record_request("error");
+            let detail = format!("Aside; fwd=miss; detail={}", blocked.code());
+            let retry_after = retry_after.to_string();
+            write_error(session, 503, body, &detail, Some(&retry_after)).await;
             return FailToProxy {
                 error_code: 503,
                 can_reuse_downstream: false,
@@ -1039,22 +1054,14 @@ impl ProxyHttp for AsideProxy {
                 _ => ("error", "the request failed"),
             };
             let body = serde_json::json!({"error": {"code": kind, "message": message}}).to_string();
-            if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
-                let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
-                let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
-                let _ = resp.insert_header("cache-status", "Aside; fwd=miss; detail=origin-error");
-                let _ = resp.insert_header("x-cache", "MISS");
-                if session
-                    .write_response_header(Box::new(resp), false)
-                    .await
-                    .is_ok()
-                {
-                    let _ = session
-                        .write_response_body(Some(Bytes::from(body)), true)
-                        .await;
-                }
-            }
-            crate::metrics::record_request("error");
+            write_error(
+                session,
+                code,
+                body,
+                "Aside; fwd=miss; detail=origin-error",
+                None,
+            )
+            .await;
         }
         FailToProxy {
             error_code: code,

@@ -323,6 +323,32 @@ impl Aside {
         self.child.id()
     }
 
+    /// The `/metrics` text of the admin API.
+    pub async fn metrics_text(&self) -> String {
+        self.admin("GET", "/metrics")
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The sum of the samples of the metric `name` whose labels include every
+    /// `labels` item (`"upstream=\"origin\""`); 0 when there are none.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> u64 {
+        let prefix = format!("{name}{{");
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| {
+                (l.starts_with(&prefix) || l.starts_with(&format!("{name} ")))
+                    && labels.iter().all(|p| l.contains(p))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Send SIGHUP (config reload).
     pub fn sighup(&self) {
         let status = Command::new("kill")

@@ -274,14 +274,7 @@ async fn thousands_of_idle_admin_connections_and_a_slowloris_do_not_stop_the_pro
         back,
         "the admin API did not recover after the idle clients left"
     );
-    let metrics = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = aside.metrics_text().await;
     assert!(
         metrics.contains("aside_admin_connections_refused_total{reason=\"max_connections\"}"),
         "{metrics}"

@@ -49,14 +49,7 @@ async fn access_log_and_metrics() {
     .await;
     assert!(logged, "{}", aside.log());
 
-    let metrics = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = aside.metrics_text().await;
     for needle in [
         "aside_requests_total{cache_status=\"hit\"} 1",
         "aside_requests_total{cache_status=\"miss\"} 1",
@@ -86,14 +79,7 @@ async fn coalesced_waits_are_counted() {
         assert_eq!(t.await.unwrap().status, 200);
     }
     assert_eq!(origin.hits(), 1);
-    let metrics = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = aside.metrics_text().await;
     let waits: f64 = metrics
         .lines()
         .find(|l| l.starts_with("aside_cache_lock_waits_total"))

@@ -8,22 +8,6 @@ use std::time::{Duration, Instant};
 
 use aside_tests::{Aside, Origin, Reply};
 
-/// The sum of the samples of metric `name` whose labels include every `labels` pair.
-async fn metric(aside: &Aside, name: &str, labels: &[&str]) -> u64 {
-    let text = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn a_429_with_retry_after_pauses_the_upstream() {
     let origin =
@@ -54,12 +38,12 @@ async fn a_429_with_retry_after_pauses_the_upstream() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(aside.get("/quota").await.status, 429);
     assert_eq!(origin.hits(), 2, "the pause ended");
-    let paused = metric(
-        &aside,
-        "aside_origin_protection_total",
-        &["event=\"origin_paused\"", "upstream=\"origin\""],
-    )
-    .await;
+    let paused = aside
+        .metric(
+            "aside_origin_protection_total",
+            &["event=\"origin_paused\"", "upstream=\"origin\""],
+        )
+        .await;
     assert!(paused >= 2, "{paused}");
 }
 
@@ -221,13 +205,9 @@ async fn a_failed_connect_is_retried_once_for_idempotent_requests_only() {
     let retries = ["event=\"retry\"", "upstream=\"origin\""];
     let name = "aside_origin_protection_total";
     assert_eq!(aside.get("/g").await.status, 502);
-    assert_eq!(metric(&aside, name, &retries).await, 1, "GET retried once");
+    assert_eq!(aside.metric(name, &retries).await, 1, "GET retried once");
     assert_eq!(aside.request("POST", "/p", &[]).await.status, 502);
-    assert_eq!(
-        metric(&aside, name, &retries).await,
-        1,
-        "POST is not retried"
-    );
+    assert_eq!(aside.metric(name, &retries).await, 1, "POST is not retried");
 }
 
 #[tokio::test]

@@ -70,21 +70,6 @@ async fn failing_origin(
     (addr, hits)
 }
 
-async fn aborted_count(aside: &Aside) -> u64 {
-    let text = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("aside_responses_aborted_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn assert_no_error_appended(body: &[u8]) {
     let text = String::from_utf8_lossy(body);
     assert!(
@@ -131,7 +116,7 @@ async fn chunked_body_stalled_past_read_timeout_ends_without_final_chunk() {
     let (head2, _) = split_head(&again);
     assert!(head2.contains("x-cache: miss"), "{head2}");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    assert!(aborted_count(&aside).await >= 2);
+    assert!(aside.metric("aside_responses_aborted_total", &[]).await >= 2);
 }
 
 #[tokio::test]
@@ -160,7 +145,7 @@ async fn content_length_body_cut_by_origin_stays_short() {
     let again = raw_get(aside.addr, "/short").await;
     assert!(split_head(&again).0.contains("x-cache: miss"));
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    assert!(aborted_count(&aside).await >= 2);
+    assert!(aside.metric("aside_responses_aborted_total", &[]).await >= 2);
 
     // reqwest, like any client, sees the transfer fail instead of a short 200.
     let resp = reqwest::get(aside.url("/short")).await.unwrap();
