@@ -232,14 +232,18 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         token: token.into(),
         reload: reload_fn.clone(),
     };
-    server.add_service(background_service(
+    let mut admin_service = background_service(
         "admin api",
         AdminService {
             listener: parking_lot::Mutex::new(Some(admin_listener)),
             state: admin_state,
             limits: crate::admin::AdminLimits::from_config(&config),
         },
-    ));
+    );
+    // pingora gives a background service one thread: the KV API is an
+    // application's database, give it as many as the proxy.
+    admin_service.threads = Some(config.server.threads.max(1));
+    server.add_service(admin_service);
     server.add_service(background_service(
         "reloader",
         Reloader { reload: reload_fn },
