@@ -17,6 +17,7 @@
 //! `redis_kv`'s module documentation and the Lua scripts under `src/lua/`.
 
 mod backend;
+pub mod latency;
 mod purge;
 mod redis_kv;
 

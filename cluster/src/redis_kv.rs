@@ -38,6 +38,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use crate::backend::KvBackend;
+use crate::latency::timed;
 
 /// How to reach Redis. Built by the binary from the `[cluster]` config section.
 #[derive(Clone)]
@@ -320,6 +321,39 @@ impl KvBackend for RedisKv {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KvItem>> {
+        timed(self.op_get(key)).await
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: JsonText,
+        ttl: Option<Duration>,
+        condition: SetCondition,
+    ) -> Result<KvItem> {
+        timed(self.op_set(key, value, ttl, condition)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        timed(self.op_delete(key)).await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<ListPage> {
+        timed(self.op_list(query)).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KvItem>>> {
+        timed(self.op_get_many(keys)).await
+    }
+
+    async fn atomic(&self, checks: Vec<Check>, mutations: Vec<Mutation>) -> Result<AtomicResult> {
+        timed(self.op_atomic(checks, mutations)).await
+    }
+}
+
+/// The KV operations, untimed; the trait impl counts each in `REDIS_LATENCY`.
+impl RedisKv {
+    async fn op_get(&self, key: &str) -> Result<Option<KvItem>> {
         validate_key(key, &self.limits)?;
         let mut conn = self.conn().await?;
         let fields: Fields = redis::cmd("HMGET")
@@ -333,7 +367,7 @@ impl KvBackend for RedisKv {
         item_from_fields(key, fields)
     }
 
-    async fn set(
+    async fn op_set(
         &self,
         key: &str,
         value: JsonText,
@@ -379,7 +413,7 @@ impl KvBackend for RedisKv {
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    async fn op_delete(&self, key: &str) -> Result<bool> {
         validate_key(key, &self.limits)?;
         let member = stored_key(key);
         let mut conn = self.conn().await?;
@@ -396,7 +430,7 @@ impl KvBackend for RedisKv {
         Ok(n > 0)
     }
 
-    async fn list(&self, query: ListQuery) -> Result<ListPage> {
+    async fn op_list(&self, query: ListQuery) -> Result<ListPage> {
         let limit = match query.limit {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
@@ -473,7 +507,7 @@ impl KvBackend for RedisKv {
         })
     }
 
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KvItem>>> {
+    async fn op_get_many(&self, keys: &[String]) -> Result<Vec<Option<KvItem>>> {
         for k in keys {
             validate_key(k, &self.limits)?;
         }
@@ -497,7 +531,11 @@ impl KvBackend for RedisKv {
             .collect()
     }
 
-    async fn atomic(&self, checks: Vec<Check>, mutations: Vec<Mutation>) -> Result<AtomicResult> {
+    async fn op_atomic(
+        &self,
+        checks: Vec<Check>,
+        mutations: Vec<Mutation>,
+    ) -> Result<AtomicResult> {
         let limits = &self.limits;
         let count = checks.len() + mutations.len();
         if count > MAX_ATOMIC_OPS {

@@ -241,6 +241,19 @@ pub fn render_cluster(text: &mut String, stats: &aside_cluster::PurgeStats) {
         "Failed Redis calls of the purge fan-out",
         stats.redis_errors.load(Relaxed),
     );
+    let h = aside_cluster::latency::REDIS_LATENCY.snapshot();
+    let name = "aside_cluster_redis_latency_seconds";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Round trips to Redis: KV operations and purge publishing"
+    );
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    for (le, count) in &h.buckets {
+        let _ = writeln!(text, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(text, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(text, "{name}_count {}", h.count);
 }
 
 /// The Prometheus text exposition of every metric, plus the store's figures.

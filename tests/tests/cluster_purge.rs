@@ -80,17 +80,7 @@ async fn admin_json(aside: &Aside, path: &str) -> Value {
 }
 
 async fn metric(aside: &Aside, name: &str) -> u64 {
-    let text = aside
-        .admin("GET", "/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
+    aside.metric(name, &[]).await
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -186,6 +176,9 @@ async fn every_kind_of_purge_on_one_node_is_a_miss_on_the_others() {
     })
     .await;
     assert!(applied, "own events must be skipped, others applied once");
+    // Every publish was a timed Redis round trip.
+    let timed = metric(&n1, "aside_cluster_redis_latency_seconds_count").await;
+    assert!(timed >= 2, "redis latency histogram count {timed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,15 +236,14 @@ async fn xadd(
     event: &PurgeEvent,
 ) -> redis::RedisResult<StreamId> {
     let ev = serde_json::to_string(event).unwrap_or_default();
-    let (id, _seq): (String, u64) = inner
-        .publish_script
+    let mut invocation = inner.publish_script.prepare_invoke();
+    invocation
         .key(&inner.names.log)
         .key(&inner.names.seq)
         .arg(inner.settings.stream_length)
         .arg(&event.origin)
-        .arg(ev)
-        .invoke_async(conn)
-        .await?;
+        .arg(ev);
+    let (id, _seq): (String, u64) = crate::latency::timed(invocation.invoke_async(conn)).await?;
     inner.stats.published.fetch_add(1, Ordering::Relaxed);
     StreamId::parse(&id).ok_or_else(|| {
         redis::RedisError::from((
