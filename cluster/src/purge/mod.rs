@@ -210,10 +210,19 @@ impl Purges {
         let Some(rx) = inner.rx.lock().take() else {
             return;
         };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let publisher = publisher(inner.clone(), rx, stop_rx);
+        tokio::pin!(publisher);
         tokio::select! {
-            () = publisher(inner.clone(), rx) => {}
+            () = &mut publisher => return,
             () = reader::run(inner.clone()) => {}
             () = shutdown => {}
+        }
+        // Purges taken but not yet published are not dropped with the process:
+        // the publisher moves them to the disk queue, sent at the next start.
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(STOP_GRACE, publisher).await.is_err() {
+            tracing::warn!(target: "aside::cluster", "purge publisher did not stop in time; unpublished purges may be lost");
         }
     }
 
@@ -253,8 +262,17 @@ async fn xadd(
     })
 }
 
-/// Publishes events in order; keeps them on disk while Redis is unreachable.
-async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
+/// How long the publisher gets at shutdown to finish its call and move the
+/// events still in its channel to the disk queue.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Publishes events in order; keeps them on disk while Redis is unreachable,
+/// and moves the unpublished ones there when `stop` turns true.
+async fn publisher(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<Job>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut queue =
         queue::DiskQueue::open(inner.settings.data_dir.join("cluster-purge-queue.jsonl"));
     inner
@@ -271,17 +289,35 @@ async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
     let retry = Duration::from_millis(250);
     loop {
         let job = if queue.is_empty() {
-            rx.recv().await
+            tokio::select! {
+                job = rx.recv() => job,
+                _ = stop.changed() => None,
+            }
         } else {
             tokio::select! {
                 job = rx.recv() => job,
+                _ = stop.changed() => None,
                 () = tokio::time::sleep(retry) => {
                     drain(&inner, &mut conn, &mut queue).await;
                     continue;
                 }
             }
         };
-        let Some(job) = job else { return };
+        let Some(job) = job else {
+            rx.close();
+            let mut kept = 0;
+            while let Ok(job) = rx.try_recv() {
+                queue.push(job.event);
+                kept += 1;
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(Published::Queued);
+                }
+            }
+            if kept > 0 {
+                tracing::info!(target: "aside::cluster", kept, "unpublished purges kept on disk for the next start");
+            }
+            return;
+        };
         let outcome = if queue.is_empty() && !inner.stats.redis_down() {
             match xadd(&inner, &mut conn, &job.event).await {
                 Ok(id) => {
