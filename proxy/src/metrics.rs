@@ -28,6 +28,7 @@ struct Metrics {
     admin_requests: IntCounterVec,
     admin_refused: IntCounterVec,
     protection: IntCounterVec,
+    warm: IntCounterVec,
 }
 
 /// Latency buckets (seconds) sized for slow external APIs: 5 ms to 60 s.
@@ -117,6 +118,11 @@ impl Metrics {
             "Origin protection events per upstream: budget_wait, origin_rate_limited, origin_paused, origin_circuit_open (requests kept from the origin), origin_throttled (429/503 with Retry-After received), retry, stale_served",
             &["upstream", "event"],
         );
+        let warm = counter_vec(
+            "aside_warm_urls_total",
+            "URLs fetched by cache warming jobs, by result (ok, failed, skipped)",
+            &["result"],
+        );
         Self {
             registry,
             requests,
@@ -130,6 +136,7 @@ impl Metrics {
             admin_requests,
             admin_refused,
             protection,
+            warm,
         }
     }
 }
@@ -189,6 +196,11 @@ pub fn record_protection(upstream: &str, event: &str) {
         .protection
         .with_label_values(&[upstream, event])
         .inc();
+}
+
+/// Count one URL of a warming job by its result.
+pub fn record_warm(result: &str) {
+    METRICS.warm.with_label_values(&[result]).inc();
 }
 
 /// Count one admin connection refused, by reason.

@@ -47,6 +47,8 @@ async fn openapi_documents_every_endpoint() {
         "POST /admin/reload",
         "GET /metrics",
         "GET /cluster",
+        "POST /cache/warm",
+        "GET /cache/warm/{id}",
         "GET /openapi.json",
     ];
     expected.sort();

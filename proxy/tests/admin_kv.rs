@@ -778,3 +778,32 @@ async fn json_bodies_need_no_json_content_type() {
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
 }
+
+/// Regressions found by schemathesis (issue 11, item 4): an explicit `"delta": null`
+/// is not a number (absent means 1), and an invalid key is a 400 whatever the
+/// condition headers say (it was a 412 with a non-matching `If-Match`).
+#[tokio::test]
+async fn null_delta_and_invalid_keys_under_conditions_are_400() {
+    let admin = start().await;
+    let (status, body) = admin
+        .post(
+            "/kv/atomic",
+            json!({"checks": [], "mutations": [{"type": "increment", "key": "n", "delta": null}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        admin.get("n").await.0 == StatusCode::NOT_FOUND,
+        "nothing was written"
+    );
+
+    let long = "k".repeat(600);
+    let (status, body) = send(
+        admin
+            .req(Method::PUT, &format!("/kv/items/{long}"))
+            .header("if-match", "\"nope\"")
+            .json(&json!({"value": 1})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_key");
+}

@@ -340,3 +340,93 @@ async fn refresh_ahead_refreshes_a_popular_key_before_it_expires() {
     );
     assert_eq!(origin.hits(), 2, "one refresh, no more");
 }
+
+#[tokio::test]
+async fn warming_fetches_urls_through_the_proxy_as_a_background_job() {
+    let origin = Origin::start(|s, _| {
+        Reply::ok(format!("body of {}", s.uri)).header("cache-control", "max-age=600")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let urls = [
+        "http://warm.test/a",
+        "http://warm.test/b?x=1",
+        "http://warm.test/c",
+        "https://warm.test/d",
+    ];
+    let started = aside
+        .admin("POST", "/cache/warm")
+        .json(&serde_json::json!({ "urls": urls, "concurrency": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let started: serde_json::Value = started.json().await.unwrap();
+    let id = started["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(started["data"]["total"], 4);
+
+    let fetch = || async {
+        aside
+            .admin("GET", &format!("/cache/warm/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["data"]
+            .clone()
+    };
+    let done = aside_tests::eventually(Duration::from_secs(10), || async {
+        fetch().await["state"] == "done"
+    })
+    .await;
+    let job = fetch().await;
+    assert!(done, "{job}");
+    assert_eq!(
+        (
+            job["ok"].clone(),
+            job["failed"].clone(),
+            job["skipped"].clone()
+        ),
+        (3.into(), 0.into(), 1.into()),
+        "{job}"
+    );
+    assert_eq!(job["results"][0]["result"], "ok");
+    assert!(
+        job["results"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fwd=miss"),
+        "{job}"
+    );
+    assert_eq!(job["results"][3]["result"], "skipped");
+    assert_eq!(origin.hits(), 3, "each http URL fetched once");
+
+    // Warmed: a client's request is a hit.
+    let hit = aside
+        .request("GET", "/b?x=1", &[("host", "warm.test")])
+        .await;
+    assert_eq!(hit.x_cache(), "HIT", "{}", hit.header("cache-status"));
+    assert_eq!(hit.text(), "body of /b?x=1");
+    assert_eq!(origin.hits(), 3);
+
+    for bad in [
+        serde_json::json!({ "urls": [] }),
+        serde_json::json!({ "urls": ["/relative"] }),
+        serde_json::json!({ "urls": ["http://warm.test/a"], "concurrency": 0 }),
+    ] {
+        let r = aside
+            .admin("POST", "/cache/warm")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let missing = aside
+        .admin("GET", "/cache/warm/999999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

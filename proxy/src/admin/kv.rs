@@ -219,9 +219,10 @@ enum MutationKind {
     Increment,
 }
 
-/// A JSON number, kept as text.
+/// A JSON number, kept as text. Called only when the field is present, so an
+/// explicit `null` is refused like any other non-number (absent means 1).
 fn number_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<JsonText>, D::Error> {
-    let text = Option::<JsonText>::deserialize(d)?;
+    let text = Some(JsonText::deserialize(d)?);
     match text {
         Some(t) if !t.is_number() => Err(serde::de::Error::custom(format!(
             "invalid type: {t}, expected a JSON number"
@@ -314,6 +315,8 @@ pub async fn put_item(
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(uri.path())?;
+    // An invalid key is a 400 whatever the condition headers say.
+    aside_store::key::validate_key(&key, state.kv.limits())?;
     let ttl = body.ttl_seconds.map(Duration::from_secs);
     let condition = match write_condition(&headers)? {
         WriteCondition::Store(condition) => condition,

@@ -17,6 +17,7 @@ pub mod kv;
 pub mod listener;
 pub mod openapi;
 pub mod ops;
+pub mod warm;
 
 use std::sync::Arc;
 
