@@ -391,3 +391,61 @@ async fn address_and_token_come_from_the_config_file() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("nope.toml"), "{run:?}");
 }
+
+#[tokio::test]
+async fn warm_fetches_urls_with_progress_and_exit_codes() {
+    let origin = Origin::start(|s, _| {
+        Reply::ok(format!("w {}", s.uri)).header("cache-control", "max-age=60")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+
+    let run = client(
+        &aside,
+        &["warm", "http://warm.test/a", "http://warm.test/b"],
+    )
+    .await;
+    ok(&run);
+    assert!(
+        run.stdout.contains("2 ok, 0 failed, 0 skipped of 2"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("warming: 2/2 done"), "{run:?}");
+    assert_eq!(origin.hits(), 2);
+    let hit = aside.request("GET", "/a", &[("host", "warm.test")]).await;
+    assert_eq!(hit.x_cache(), "HIT");
+
+    // --json gives the job; a URL file works; https is skipped, not failed.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("urls.txt");
+    std::fs::write(
+        &file,
+        "# warm these\nhttp://warm.test/c\n\nhttps://warm.test/d\n",
+    )
+    .unwrap();
+    let run = client(
+        &aside,
+        &["warm", "--json", "--file", file.to_str().unwrap()],
+    )
+    .await;
+    ok(&run);
+    let job = run.json();
+    assert_eq!(job["state"], "done");
+    assert_eq!(
+        (job["ok"].as_u64(), job["skipped"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // A failed URL exits 1; no URL at all is a usage error (2).
+    let failing = Origin::start(|_, _| Reply::status(500, "no")).await;
+    let broken = Aside::builder()
+        .upstream(&failing.url())
+        .upstream_extra("breaker-failures = 0")
+        .start()
+        .await;
+    let run = client(&broken, &["warm", "http://warm.test/x"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("1 of 1 URLs failed"), "{run:?}");
+    let run = client(&aside, &["warm"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+}

@@ -1,4 +1,5 @@
-//! The admin API client: `aside kv …`, `aside cache …`, `aside stats`, `aside reload`.
+//! The admin API client: `aside kv …`, `aside cache …`, `aside stats`, `aside reload`,
+//! `aside warm`.
 //!
 //! Architecture: [`ClientCommand`] holds the clap definitions, flattened into the
 //! binary's subcommands by `cli`; [`run`] resolves the admin address and token
@@ -14,6 +15,7 @@ mod kv;
 mod stats;
 mod table;
 mod target;
+mod warm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +76,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Fetch URLs through the proxy into the cache (a background job on the server), with progress.
+    Warm {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: warm::WarmArgs,
+    },
 }
 
 /// Run a client command; `config` is the top-level `--config`, if any.
@@ -102,7 +111,8 @@ async fn dispatch(command: ClientCommand, config: Option<PathBuf>) -> Result<(),
         ClientCommand::Kv { opts, .. }
         | ClientCommand::Cache { opts, .. }
         | ClientCommand::Stats { opts, .. }
-        | ClientCommand::Reload { opts } => opts.clone(),
+        | ClientCommand::Reload { opts }
+        | ClientCommand::Warm { opts, .. } => opts.clone(),
     };
     let admin = target::resolve(target::Given {
         admin: opts.admin,
@@ -115,6 +125,7 @@ async fn dispatch(command: ClientCommand, config: Option<PathBuf>) -> Result<(),
         ClientCommand::Cache { cmd, .. } => cache::run(&admin, cmd, json).await,
         ClientCommand::Stats { args, .. } => stats::run(&admin, args, json).await,
         ClientCommand::Reload { .. } => reload(&admin, json).await,
+        ClientCommand::Warm { args, .. } => warm::run(&admin, args, json).await,
     }
 }
 
