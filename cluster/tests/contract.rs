@@ -41,7 +41,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(redis) = crate::support::Redis::start().await else { return };
                     let kv: std::sync::Arc<dyn aside_cluster::KvBackend> =
-                        std::sync::Arc::new(redis.kv(crate::limits()));
+                        std::sync::Arc::new(crate::support::RedisExt::kv(&redis, crate::limits()));
                     crate::$name(kv).await;
                 }
             )*

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use aside_cluster::KvBackend;
 use aside_store::{Error, JsonText, Limits, SetCondition};
+use support::RedisExt as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_unavailable_then_recovers_with_every_acknowledged_write() {

@@ -5,105 +5,37 @@
 
 mod admin_support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use admin_support::{assert_error, send, start_with_kv, Admin};
 use aside_cluster::{RedisKv, RedisSettings};
+use aside_tests::RedisServer;
 use reqwest::{header, Method, StatusCode};
 use serde_json::json;
 
-/// A `redis-server` on a Unix socket in a temporary directory, killed on drop.
-struct Redis {
-    dir: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
-}
-
-impl Redis {
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("redis.sock")
-    }
-
-    async fn start() -> Option<Redis> {
-        let found = std::env::var_os("PATH").is_some_and(|paths| {
-            std::env::split_paths(&paths).any(|p| p.join("redis-server").is_file())
-        });
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed (scripts/prereqs.sh installs it)"
-            );
-            eprintln!("SKIPPED: redis-server is not installed");
-            return None;
-        }
-        let mut r = Redis {
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.spawn().await;
-        Some(r)
-    }
-
-    async fn spawn(&mut self) {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--dir"])
-            .arg(self.dir.path())
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--loglevel", "warning"])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::UnixStream::connect(self.socket())
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
-        let _ = std::fs::remove_file(self.socket());
-    }
-
-    async fn node(&self) -> Admin {
-        let settings = RedisSettings {
-            url: format!("redis+unix://{}", self.socket().display()),
-            username: None,
-            password: None,
-            key_prefix: "aside:".into(),
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-        };
-        start_with_kv(move |store| {
-            Arc::new(RedisKv::new(settings, store.limits().clone()).expect("settings"))
-        })
-        .await
-    }
+/// An admin API whose KV backend is Redis at `redis`.
+async fn node(redis: &RedisServer) -> Admin {
+    let settings = RedisSettings {
+        url: redis.url(),
+        username: None,
+        password: None,
+        key_prefix: "aside:".into(),
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(1),
+    };
+    start_with_kv(move |store| {
+        Arc::new(RedisKv::new(settings, store.limits().clone()).expect("settings"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_the_kv_api_through_redis() {
-    let Some(redis) = Redis::start().await else {
+    let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (a, b) = (redis.node().await, redis.node().await);
+    let (a, b) = (node(&redis).await, node(&redis).await);
     let text = r#"{"theme": "dark", "n": 1.0}"#;
     let resp = a
         .req(Method::PUT, "/kv/items/prefs/u1")
@@ -155,10 +87,10 @@ async fn two_nodes_share_the_kv_api_through_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_is_a_json_503_then_recovers() {
-    let Some(mut redis) = Redis::start().await else {
+    let Some(mut redis) = RedisServer::start().await else {
         return;
     };
-    let node = redis.node().await;
+    let node = node(&redis).await;
     let (s, _) = node.put("k", json!({"value": 1})).await;
     assert_eq!(s, StatusCode::OK);
     redis.kill().await;
@@ -180,7 +112,7 @@ async fn redis_down_is_a_json_503_then_recovers() {
     );
     // Nothing was written locally instead.
     assert!(node.snapshot().await.is_empty());
-    redis.spawn().await;
+    redis.restart().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = node.get("k").await;
