@@ -76,6 +76,12 @@ impl Config {
     pub fn to_toml(&self) -> String {
         crate::render::to_toml(self)
     }
+
+    /// [`Config::to_toml`] for display: upstream header values, the cluster
+    /// password and a password inside the Redis URL are replaced by `***`.
+    pub fn to_toml_masked(&self) -> String {
+        crate::render::to_toml_masked(self)
+    }
 }
 
 /// `[server]`: the proxy listener.

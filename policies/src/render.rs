@@ -21,6 +21,23 @@ pub(crate) fn to_toml(c: &Config) -> String {
     toml::to_string(&file).unwrap_or_default()
 }
 
+/// [`Config::to_toml_masked`].
+pub(crate) fn to_toml_masked(c: &Config) -> String {
+    let mut file = to_file(c);
+    for upstream in file.upstreams.iter_mut() {
+        for value in upstream.headers.values_mut() {
+            *value = "***".to_owned();
+        }
+    }
+    if let Some(cluster) = file.cluster.as_mut() {
+        cluster.redis = cluster.redis.as_deref().map(crate::cluster::redact_url);
+        if cluster.password.is_some() {
+            cluster.password = Some("***".to_owned());
+        }
+    }
+    toml::to_string(&file).unwrap_or_default()
+}
+
 fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -173,5 +190,37 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
             sort_query: Some(p.key.sort_query),
             headers: Some(p.key.headers.clone()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masked_toml_hides_header_values_and_redis_passwords() {
+        let text = r#"
+[[upstream]]
+name = "api"
+url = "http://127.0.0.1:9"
+headers = { Authorization = "Bearer s3cret-token", X-Key = "${KEY}" }
+
+[cluster]
+redis = "redis://app:hunter2@127.0.0.1:6379/0"
+password = "other-s3cret"
+
+[[route]]
+upstream = "api"
+"#;
+        let env = |name: &str| (name == "KEY").then(|| "env-s3cret".to_owned());
+        let config = crate::parse_config(text, "t.toml", &env).expect("valid");
+        let masked = config.to_toml_masked();
+        for secret in ["s3cret-token", "env-s3cret", "hunter2", "other-s3cret"] {
+            assert!(!masked.contains(secret), "{secret} shown in\n{masked}");
+        }
+        assert!(masked.contains("***"), "{masked}");
+        assert!(
+            masked.contains("redis://app:***@127.0.0.1:6379/0"),
+            "{masked}"
+        );
+        assert!(config.to_toml().contains("s3cret-token"));
     }
 }

@@ -23,6 +23,7 @@ pub mod protect;
 pub mod proxy;
 pub mod server;
 pub mod settings;
+pub mod stats;
 pub mod storage;
 mod structured_field;
 pub mod upstream;

@@ -208,6 +208,81 @@ pub fn record_admin_refused(reason: &str) {
     METRICS.admin_refused.with_label_values(&[reason]).inc();
 }
 
+/// Cumulative figures the dashboard's series is computed from (see `stats`).
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Proxied requests by cache status.
+    pub requests: Vec<(String, u64)>,
+    /// Per upstream: requests, errors, latency histogram (upper bound, cumulative count).
+    pub upstreams: Vec<UpstreamTotals>,
+}
+
+/// One upstream's cumulative figures.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamTotals {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// `(upper bound in seconds, cumulative count)`, the last bound being +inf.
+    pub latency_buckets: Vec<(f64, u64)>,
+}
+
+/// Reads the request and upstream counters from the registry.
+pub fn totals() -> Totals {
+    use prometheus::proto::MetricFamily;
+    fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+        m.get_label()
+            .iter()
+            .find(|l| l.name() == name)
+            .map_or("", |l| l.value())
+    }
+    fn upstream<'a>(out: &'a mut Vec<UpstreamTotals>, name: &str) -> &'a mut UpstreamTotals {
+        let i = match out.iter().position(|u| u.name == name) {
+            Some(i) => i,
+            None => {
+                out.push(UpstreamTotals {
+                    name: name.to_owned(),
+                    ..UpstreamTotals::default()
+                });
+                out.len() - 1
+            }
+        };
+        &mut out[i]
+    }
+    let families: Vec<MetricFamily> = METRICS.registry.gather();
+    let mut totals = Totals::default();
+    for family in &families {
+        for m in family.get_metric() {
+            match family.name() {
+                "aside_requests_total" => totals.requests.push((
+                    label(m, "cache_status").to_owned(),
+                    m.get_counter().get_value() as u64,
+                )),
+                "aside_upstream_requests_total" => {
+                    upstream(&mut totals.upstreams, label(m, "upstream")).requests =
+                        m.get_counter().get_value() as u64;
+                }
+                "aside_upstream_errors_total" => {
+                    upstream(&mut totals.upstreams, label(m, "upstream")).errors =
+                        m.get_counter().get_value() as u64;
+                }
+                "aside_upstream_latency_seconds" => {
+                    let h = m.get_histogram();
+                    let mut buckets: Vec<(f64, u64)> = h
+                        .get_bucket()
+                        .iter()
+                        .map(|b| (b.upper_bound(), b.cumulative_count()))
+                        .collect();
+                    buckets.push((f64::INFINITY, h.get_sample_count()));
+                    upstream(&mut totals.upstreams, label(m, "upstream")).latency_buckets = buckets;
+                }
+                _ => {}
+            }
+        }
+    }
+    totals
+}
+
 /// Appends the purge fan-out's figures (cluster mode), read from its counters.
 pub fn render_cluster(text: &mut String, stats: &aside_cluster::PurgeStats) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -306,6 +381,12 @@ pub fn render(stats: &StoreStats) -> String {
         "counter",
         "Entries evicted to stay within capacity",
         &[("", stats.evictions)],
+    );
+    family(
+        "aside_store_hot_evictions_total",
+        "counter",
+        "Hot-tier entries evicted to stay within hot-capacity (they stay on disk)",
+        &[("", stats.hot_evictions)],
     );
     family(
         "aside_store_expired_collected_total",

@@ -923,6 +923,17 @@ impl ProxyHttp for AsideProxy {
             session.set_keepalive(None);
         }
         crate::metrics::record_request(status.as_str());
+        let path = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        crate::stats::HITTERS.record(
+            ctx.scheme,
+            &ctx.host,
+            path,
+            matches!(status, CacheStatus::Hit | CacheStatus::Stale),
+        );
         if session.cache.lock_duration().is_some() {
             crate::metrics::record_coalesced_wait();
         }

@@ -218,6 +218,14 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     let admin_listener = std::net::TcpListener::bind(config.admin.listen)
         .with_context(|| format!("cannot bind admin listener {}", config.admin.listen))?;
     admin_listener.set_nonblocking(true)?;
+    let config_path = match &source {
+        Source::File(path) => Some(Arc::from(
+            std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .as_path(),
+        )),
+        Source::Quick { .. } => None,
+    };
     let reload_fn: Arc<ReloadFn> = {
         let shared = shared.clone();
         let started = config.clone();
@@ -231,6 +239,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         config: shared.config.clone(),
         token: token.into(),
         reload: reload_fn.clone(),
+        config_path,
     };
     let mut admin_service = background_service(
         "admin api",
@@ -288,6 +297,8 @@ impl BackgroundService for AdminService {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
+        // The dashboard's series; ends with this runtime.
+        tokio::spawn(crate::stats::run_sampler(self.state.store.clone()));
         if let Err(e) = crate::admin::serve(listener, self.state.clone(), self.limits, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }

@@ -115,21 +115,36 @@ pub(crate) struct HotTier {
     epochs: Arc<[AtomicU64]>,
     /// Chooses a shard for a key; fixed seed so every clone agrees.
     hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+    /// Entries moka dropped to stay within capacity (they stay in the cold tier).
+    evicted: Arc<AtomicU64>,
 }
 
 impl HotTier {
     pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> HotTier {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counter = evicted.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
             .weigher(weigh)
             .expire_after(Deadline { clock })
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         let epochs: Vec<AtomicU64> = (0..EPOCH_SHARDS).map(|_| AtomicU64::new(0)).collect();
         HotTier {
             cache,
             epochs: epochs.into(),
             hasher: Default::default(),
+            evicted,
         }
+    }
+
+    /// Entries evicted to stay within capacity since the store opened.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     fn shard(&self, key: &HotKey) -> usize {

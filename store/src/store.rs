@@ -94,7 +94,10 @@ pub struct StoreStats {
     pub hot_bytes: u64,
     pub cold_entries: u64,
     pub cold_bytes: u64,
+    /// Cold-tier entries evicted to stay within `cold-capacity`.
     pub evictions: u64,
+    /// Hot-tier entries evicted to stay within `hot-capacity` (still on disk).
+    pub hot_evictions: u64,
     pub expired_collected: u64,
     pub write_errors: u64,
 }
@@ -217,6 +220,7 @@ impl Store {
                 + c.cache_entries.load(Ordering::Relaxed),
             cold_bytes: c.kv_bytes.load(Ordering::Relaxed) + c.cache_bytes.load(Ordering::Relaxed),
             evictions: c.evictions.load(Ordering::Relaxed),
+            hot_evictions: self.shared.hot.evictions(),
             expired_collected: c.expired_collected.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
         }

@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::AdminState;
 
-/// The one route reachable without a token, so that load balancers and orchestrators can probe.
+/// The one API route reachable without a token, so that load balancers and orchestrators can
+/// probe. The dashboard's static files under `/ui/` need none either (they hold no data).
 pub const UNAUTHENTICATED_PATH: &str = "/healthz";
 
 /// Name of the generated token file inside the data directory.
@@ -23,7 +24,8 @@ pub const TOKEN_FILE: &str = "admin-token";
 
 /// Rejects requests without `Authorization: Bearer <token>` (401 + `WWW-Authenticate`).
 pub async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == UNAUTHENTICATED_PATH {
+    let path = req.uri().path();
+    if path == UNAUTHENTICATED_PATH || path == super::ui::PREFIX || path.starts_with("/ui/") {
         return next.run(req).await;
     }
     let presented = req

@@ -17,6 +17,8 @@ pub mod kv;
 pub mod listener;
 pub mod openapi;
 pub mod ops;
+pub mod stats;
+pub mod ui;
 pub mod warm;
 
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub struct AdminState {
     /// Re-reads the config file; `Ok` lists changed settings that only a restart
     /// applies, `Err` carries the validation message for the client.
     pub reload: Arc<crate::server::ReloadFn>,
+    /// The config file (`None` when started with `--to`), for `GET /admin/config`.
+    pub config_path: Option<Arc<std::path::Path>>,
 }
 
 /// The success envelope: `{"data": ...}`.
@@ -66,6 +70,9 @@ pub fn router(state: AdminState) -> Router {
     let body_limit = MAX_BODY_BYTES.max(state.store.limits().max_value_bytes + 64 * 1024);
     let (api, _spec) = openapi::api().split_for_parts();
     api.route("/openapi.json", get(openapi::openapi_json))
+        .route(ui::PREFIX, get(ui::redirect))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
         // After every route: applies to all of them. Axum adds `Allow`.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)

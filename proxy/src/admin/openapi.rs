@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{cache, cluster, kv, ops, warm, AdminState};
+use super::{cache, cluster, kv, ops, stats, warm, AdminState};
 
 /// Axum route of the item endpoints: keys contain `/`, so it is a wildcard, which
 /// `utoipa_axum` cannot express; the three handlers are listed in [`ApiDoc`] instead,
@@ -70,6 +70,9 @@ pub fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(cluster::cluster))
         .routes(routes!(warm::start))
         .routes(routes!(warm::status))
+        .routes(routes!(stats::series))
+        .routes(routes!(stats::top))
+        .routes(routes!(stats::config))
         .route(
             ITEM_ROUTE,
             put(kv::put_item).get(kv::get_item).delete(kv::delete_item),

@@ -70,6 +70,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
         config: config.clone(),
         token: Arc::from(TOKEN),
         reload,
+        config_path: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
