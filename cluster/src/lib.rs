@@ -13,15 +13,20 @@
 //! Purges fan out through a Redis Stream ([`Purges`], module `purge`): every node
 //! appends the purges it takes and replays the others' from its last applied entry.
 //!
+//! Request budgets of rate-limited upstreams are shared through one token bucket
+//! per upstream in Redis ([`SharedBudget`]).
+//!
 //! Redis facts this code relies on (and the notes that checked them) are in
 //! `redis_kv`'s module documentation and the Lua scripts under `src/lua/`.
 
 mod backend;
+mod budget;
 pub mod latency;
 mod purge;
 mod redis_kv;
 
 pub use backend::{KvBackend, SharedKv};
+pub use budget::SharedBudget;
 pub use purge::{
     ClusterView, Cursor, NodeView, Published, PurgeEvent, PurgeSettings, PurgeStats, Purges,
     Receipt, StreamId, WaitOutcome,

@@ -166,6 +166,7 @@ pub struct FileRoute {
     pub stale_if_error: Option<String>,
     pub stale_if_unreachable: Option<String>,
     pub refresh_ahead: Option<String>,
+    pub warm: Option<Vec<String>>,
     pub cacheable_statuses: Option<Vec<i64>>,
     pub cache_authorized: Option<bool>,
     pub set_cookie: Option<String>,

@@ -50,6 +50,7 @@ pub use route::{
 };
 pub use size::{format_size, parse_size};
 pub use upstream::{Scheme, Upstream};
+pub use validate::MAX_WARM_URLS;
 
 /// Parses and validates a config file's text.
 ///

@@ -173,6 +173,7 @@ fn route_file(c: &Config, r: &Route) -> FileRoute {
         stale_if_error: p.stale_if_error.map(format_duration),
         stale_if_unreachable: Some(format_duration(p.stale_if_unreachable)),
         refresh_ahead: p.refresh_ahead.map(|n| format!("{n}%")),
+        warm: (!p.warm.is_empty()).then(|| p.warm.clone()),
         cacheable_statuses: (!p.any_status_with_explicit_freshness)
             .then(|| p.cacheable_statuses.iter().map(|s| i64::from(*s)).collect()),
         cache_authorized: Some(p.cache_authorized),

@@ -200,6 +200,9 @@ pub struct Policy {
     /// refresh (coalesced, inside the upstream's budget), so popular keys never
     /// expire in a client's face. `None` is off. Default: off.
     pub refresh_ahead: Option<u8>,
+    /// `http://` URLs fetched through the node when it starts (a warming job),
+    /// so the first clients find them cached. Default: none.
+    pub warm: Vec<String>,
     /// Per-status TTL (negative caching: 404 -> 30s).
     pub status_ttl: BTreeMap<u16, Duration>,
     /// Statuses that may be stored, sorted; always includes every `status_ttl` key.
@@ -239,6 +242,7 @@ impl Default for Policy {
             stale_if_error: None,
             stale_if_unreachable: DEFAULT_STALE_IF_UNREACHABLE,
             refresh_ahead: None,
+            warm: Vec::new(),
             status_ttl: BTreeMap::new(),
             cacheable_statuses: DEFAULT_CACHEABLE_STATUSES.to_vec(),
             any_status_with_explicit_freshness: true,

@@ -18,6 +18,9 @@ use crate::file::{
     OneOrMany,
 };
 use crate::host::HostMatch;
+
+/// Most URLs a route may warm at start (`POST /cache/warm` takes as many).
+pub const MAX_WARM_URLS: usize = 10_000;
 use crate::ipnet::IpNet;
 use crate::route::{
     KeyRules, Mode, Policy, Route, SetCookie, DEFAULT_CACHEABLE_STATUSES, DEFAULT_HEURISTIC_MAX,
@@ -853,6 +856,29 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
             tags.push(t.clone());
         }
     }
+    let mut warm: Vec<String> = Vec::new();
+    for (j, url) in f.warm.iter().flatten().enumerate() {
+        let rest = url.strip_prefix("http://").unwrap_or_default();
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if authority.is_empty() || url.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(err(
+                format!("route[{i}].warm[{j}]"),
+                format!(
+                    "{url:?} is not an absolute http:// URL (the URL clients request through \
+                     Aside, e.g. \"http://api.example.com/v1/cities\")"
+                ),
+            ));
+        }
+        if !warm.contains(url) {
+            warm.push(url.clone());
+        }
+    }
+    if warm.len() > MAX_WARM_URLS {
+        return Err(err(
+            k("warm"),
+            format!("at most {MAX_WARM_URLS} URLs, got {}", warm.len()),
+        ));
+    }
     Ok(Policy {
         cache: f.cache.unwrap_or(d.cache),
         bypass_headers: header_list(&k("bypass-headers"), f.bypass_headers.as_ref())?,
@@ -886,6 +912,7 @@ fn policy(i: usize, f: &FileRoute) -> Result<Policy> {
                 n => n,
             },
         },
+        warm,
         status_ttl,
         cacheable_statuses: cacheable.into_iter().collect(),
         any_status_with_explicit_freshness: f.cacheable_statuses.is_none(),

@@ -14,8 +14,14 @@
 //! waits for its turn up to `queue-timeout`, unless a stale copy can answer
 //! at once. The state lives for the life of the process and survives reloads
 //! that keep the upstream's protection settings.
+//!
+//! In cluster mode the budget is one token bucket in Redis shared by every
+//! node ([`aside_cluster::SharedBudget`]). While Redis cannot be reached, each
+//! node falls back to its share: the rate divided by the live nodes it last
+//! saw, and leaves Redis alone for [`REDIS_RETRY`] before trying it again.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
@@ -50,6 +56,15 @@ impl Blocked {
             Blocked::Budget(_) => "origin_rate_limited",
             Blocked::Paused(_) => "origin_paused",
             Blocked::BreakerOpen(_) => "origin_circuit_open",
+        }
+    }
+
+    /// The `Cache-Status` detail (RFC 9211 tokens use `-`).
+    pub fn detail(self) -> &'static str {
+        match self {
+            Blocked::Budget(_) => "origin-rate-limited",
+            Blocked::Paused(_) => "origin-paused",
+            Blocked::BreakerOpen(_) => "origin-circuit-open",
         }
     }
 
@@ -89,6 +104,18 @@ enum Breaker {
     HalfOpen { since: Instant },
 }
 
+/// After a failed call to the shared budget, how long the node's own share
+/// decides before Redis is asked again (so an outage costs one timeout, not one per request).
+pub const REDIS_RETRY: Duration = Duration::from_secs(5);
+
+/// An upstream's budget shared through Redis.
+pub struct SharedBudget {
+    /// The Redis side.
+    pub budget: aside_cluster::SharedBudget,
+    /// The upstream's name: the bucket's name, and the metrics label.
+    pub upstream: String,
+}
+
 /// An admitted request; `probe` when it is the half-open breaker's probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
@@ -110,23 +137,47 @@ pub struct OriginGuard {
     /// The settings it enforces (to reuse the guard across reloads).
     pub settings: Protection,
     limiter: Option<Limiter>,
+    /// The cluster's budget, when there is a cluster.
+    shared: Option<SharedBudget>,
+    /// While Redis is unreachable: the share of `live nodes` it was built for, and
+    /// until when Redis is left alone.
+    fallback: Mutex<Option<Fallback>>,
+    /// Requests waiting for the budget, first come first served (tokio's
+    /// mutex is fair): only the head of the queue polls the limiter.
+    queue: tokio::sync::Mutex<()>,
     /// A pause ordered by the origin, until this instant.
     paused_until: Mutex<Option<Instant>>,
     breaker: Mutex<Breaker>,
 }
 
+/// The node's own share of a shared budget, while Redis is unreachable.
+struct Fallback {
+    nodes: u64,
+    limiter: Arc<Limiter>,
+    redis_after: Instant,
+}
+
+/// A limiter of `burst` at once, then one per `interval`.
+fn new_limiter(interval: Duration, burst: u32) -> Limiter {
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    // `interval()` is more than 0: the rate's period is, and requests >= 1
+    // is checked at load (a zero interval would give no quota).
+    let quota =
+        Quota::with_period(interval.max(Duration::from_nanos(1))).map(|q| q.allow_burst(burst));
+    RateLimiter::direct(quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)))
+}
+
 impl OriginGuard {
-    /// A fresh guard for these settings.
-    pub fn new(settings: Protection) -> Self {
-        let limiter = settings.rate_limit.map(|rate| {
-            let burst = NonZeroU32::new(settings.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-            // `interval()` is more than 0: the rate's period is, and requests >= 1
-            // is checked at load (a zero interval would give no quota).
-            let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
-                .map(|q| q.allow_burst(burst));
-            RateLimiter::direct(quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)))
-        });
+    /// A fresh guard for these settings; its budget is `shared` through Redis
+    /// when given (and the upstream has a `rate-limit`).
+    pub fn new(settings: Protection, shared: Option<SharedBudget>) -> Self {
+        let limiter = settings
+            .rate_limit
+            .map(|rate| new_limiter(rate.interval(), settings.burst));
         OriginGuard {
+            shared: shared.filter(|_| settings.rate_limit.is_some()),
+            fallback: Mutex::new(None),
+            queue: tokio::sync::Mutex::new(()),
             settings,
             limiter,
             paused_until: Mutex::new(None),
@@ -154,26 +205,106 @@ impl OriginGuard {
         let mut waited = false;
         if let Some(limiter) = &self.limiter {
             let deadline = now + self.settings.queue_timeout;
+            let refused = |wait: Duration| {
+                if probe {
+                    // The probe did not go: let the next request probe.
+                    self.reopen_probe(Instant::now());
+                }
+                Err(Blocked::Budget(wait))
+            };
+            // Behind earlier requests: a stale copy answers at once, otherwise
+            // wait for our turn until the queue timeout.
+            let turn = match self.queue.try_lock() {
+                Ok(turn) => turn,
+                Err(_) if stale_available => return refused(self.settings.queue_timeout),
+                Err(_) => {
+                    waited = true;
+                    match tokio::time::timeout_at(deadline.into(), self.queue.lock()).await {
+                        Ok(turn) => turn,
+                        Err(_) => return refused(self.settings.queue_timeout),
+                    }
+                }
+            };
             loop {
-                match limiter.check() {
+                match self.take(limiter).await {
                     Ok(()) => break,
-                    Err(not_until) => {
-                        let wait = not_until.wait_time_from(DefaultClock::default().now());
-                        let now = Instant::now();
-                        if stale_available || now + wait > deadline {
-                            if probe {
-                                // The probe did not go: let the next request probe.
-                                self.reopen_probe(now);
-                            }
-                            return Err(Blocked::Budget(wait));
+                    Err(wait) => {
+                        if stale_available || Instant::now() + wait > deadline {
+                            return refused(wait);
                         }
                         waited = true;
                         tokio::time::sleep(wait).await;
                     }
                 }
             }
+            drop(turn);
         }
         Ok(Admission { probe, waited })
+    }
+
+    /// Takes one request from the budget: the cluster's, or the node's own
+    /// (`limiter`, or its share of the cluster's while Redis is unreachable).
+    /// `Err` holds the wait for the next turn.
+    async fn take(&self, limiter: &Limiter) -> Result<(), Duration> {
+        let local = |limiter: &Limiter| {
+            limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        };
+        let Some(shared) = &self.shared else {
+            return local(limiter);
+        };
+        let now = Instant::now();
+        let share = {
+            let fallback = self.fallback.lock();
+            match fallback.as_ref() {
+                Some(f) if now < f.redis_after => Some(f.limiter.clone()),
+                _ => None,
+            }
+        };
+        if let Some(share) = share {
+            return local(&share);
+        }
+        let (rate, burst) = match self.settings.rate_limit {
+            Some(rate) => (rate, self.settings.burst),
+            None => return Ok(()),
+        };
+        let per_second = 1.0 / rate.interval().as_secs_f64().max(1e-9);
+        match shared
+            .budget
+            .take(&shared.upstream, burst, per_second)
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(wait),
+            Err(e) => {
+                let nodes = shared.budget.live_nodes();
+                let share = {
+                    let mut fallback = self.fallback.lock();
+                    let keep = fallback.as_ref().filter(|f| f.nodes == nodes);
+                    let limiter = match keep {
+                        Some(f) => f.limiter.clone(),
+                        None => {
+                            tracing::warn!(
+                                upstream = %shared.upstream, error = %e, nodes,
+                                "shared request budget unreachable: this node keeps to its share"
+                            );
+                            let n = u32::try_from(nodes).unwrap_or(u32::MAX);
+                            // The node's share: `1/nodes` of the rate, and of the burst.
+                            Arc::new(new_limiter(rate.interval() * n, (burst / n).max(1)))
+                        }
+                    };
+                    *fallback = Some(Fallback {
+                        nodes,
+                        limiter: limiter.clone(),
+                        redis_after: Instant::now() + REDIS_RETRY,
+                    });
+                    limiter
+                };
+                crate::metrics::record_protection(&shared.upstream, "budget_fallback");
+                local(&share)
+            }
+        }
     }
 
     /// The breaker's part of admission: `Ok(true)` when this request is the probe.
@@ -295,7 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn breaker_opens_after_consecutive_failures_then_probes_once() {
-        let g = OriginGuard::new(settings());
+        let g = OriginGuard::new(settings(), None);
         for _ in 0..2 {
             g.record(Outcome::Failure);
             assert!(g.admit(false).await.is_ok());
@@ -319,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_resets_the_failure_count() {
-        let g = OriginGuard::new(settings());
+        let g = OriginGuard::new(settings(), None);
         for _ in 0..10 {
             g.record(Outcome::Failure);
             g.record(Outcome::Failure);
@@ -330,10 +461,13 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_pauses_and_is_capped() {
-        let g = OriginGuard::new(Protection {
-            max_retry_after: Duration::from_secs(5),
-            ..settings()
-        });
+        let g = OriginGuard::new(
+            Protection {
+                max_retry_after: Duration::from_secs(5),
+                ..settings()
+            },
+            None,
+        );
         g.record(Outcome::Throttled(Duration::from_secs(3600)));
         match g.admit(false).await {
             Err(Blocked::Paused(d)) => assert!(d <= Duration::from_secs(5), "{d:?}"),
@@ -343,12 +477,15 @@ mod tests {
 
     #[tokio::test]
     async fn budget_waits_within_the_queue_timeout_and_refuses_beyond() {
-        let g = OriginGuard::new(Protection {
-            rate_limit: Some(Rate::parse("10/s").unwrap()),
-            burst: 1,
-            queue_timeout: Duration::from_millis(250),
-            ..settings()
-        });
+        let g = OriginGuard::new(
+            Protection {
+                rate_limit: Some(Rate::parse("10/s").unwrap()),
+                burst: 1,
+                queue_timeout: Duration::from_millis(250),
+                ..settings()
+            },
+            None,
+        );
         let start = Instant::now();
         assert!(!g.admit(false).await.unwrap().waited);
         assert!(g.admit(false).await.unwrap().waited);
@@ -360,6 +497,36 @@ mod tests {
         let (a, b, c) = tokio::join!(g.admit(false), g.admit(false), g.admit(false));
         let refused = [a, b, c].iter().filter(|r| r.is_err()).count();
         assert!(refused >= 1, "the queue timeout was not enforced");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_budget_queue_is_first_come_first_served() {
+        // 20/s, one at a time; 40 arrivals 25 ms apart: in arrival order the
+        // i-th goes at i × 50 ms, having waited i × 25 ms (at most 1 s). Served
+        // out of order, early arrivals wait up to 2 s and miss the 1.5 s timeout.
+        let g = std::sync::Arc::new(OriginGuard::new(
+            Protection {
+                rate_limit: Some(Rate::parse("20/s").unwrap()),
+                burst: 1,
+                queue_timeout: Duration::from_millis(1500),
+                ..settings()
+            },
+            None,
+        ));
+        let mut tasks = Vec::new();
+        for i in 0..40u64 {
+            let g = g.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(25 * i)).await;
+                let asked = Instant::now();
+                let admitted = g.admit(false).await.is_ok();
+                (i, admitted, asked)
+            }));
+        }
+        for t in tasks {
+            let (i, admitted, asked) = t.await.unwrap();
+            assert!(admitted, "request {i} refused after {:?}", asked.elapsed());
+        }
     }
 
     #[test]

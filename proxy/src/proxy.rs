@@ -58,6 +58,8 @@ pub struct Live {
     pub upstreams: Vec<UpstreamRuntime>,
     /// Each route's tags, shared so that a request's cache key info need not copy them.
     pub route_tags: Vec<Arc<[String]>>,
+    /// Request budgets shared through Redis (cluster mode), kept across reloads.
+    pub budget: Option<aside_cluster::SharedBudget>,
 }
 
 impl Live {
@@ -68,7 +70,11 @@ impl Live {
     ///
     /// # Errors
     /// An upstream's CA file is unreadable or invalid.
-    pub fn new(config: Arc<Config>, previous: Option<&Live>) -> anyhow::Result<Live> {
+    pub fn new(
+        config: Arc<Config>,
+        previous: Option<&Live>,
+        budget: Option<aside_cluster::SharedBudget>,
+    ) -> anyhow::Result<Live> {
         let upstreams = config
             .upstreams
             .iter()
@@ -76,7 +82,7 @@ impl Live {
             .map(|u| {
                 let old =
                     previous.and_then(|p| p.upstreams.iter().find(|o| o.config.name == u.name));
-                UpstreamRuntime::new(u, old)
+                UpstreamRuntime::new(u, old, budget.as_ref())
             })
             .collect::<anyhow::Result<_>>()?;
         let route_tags = config
@@ -88,6 +94,7 @@ impl Live {
             config,
             upstreams,
             route_tags,
+            budget,
         })
     }
 }
@@ -720,12 +727,7 @@ impl ProxyHttp for AsideProxy {
                     e.esource() == &ErrorSource::Upstream
                 };
                 if serve {
-                    ctx.stale_reason = Some(match ctx.blocked {
-                        Some(Blocked::Budget(_)) => "origin-rate-limited",
-                        Some(Blocked::Paused(_)) => "origin-paused",
-                        Some(Blocked::BreakerOpen(_)) => "origin-circuit-open",
-                        None => "origin-down",
-                    });
+                    ctx.stale_reason = Some(ctx.blocked.map_or("origin-down", Blocked::detail));
                 }
                 serve
             }
@@ -741,7 +743,10 @@ impl ProxyHttp for AsideProxy {
         // Origin protection: within budget, not paused, breaker closed. A
         // request kept back fails as an upstream error, so a stale copy that
         // the stored response allows answers it (stale-if-error).
-        let stale_available = session.cache.can_serve_stale_error();
+        // A background refresh (refresh-ahead, stale-while-revalidate) answers
+        // no client: it waits for the budget like a miss instead of giving up.
+        let stale_available =
+            session.subrequest_ctx.is_none() && session.cache.can_serve_stale_error();
         match upstream.guard.admit(stale_available).await {
             Ok(admission) => {
                 if admission.waited {
@@ -902,7 +907,8 @@ impl ProxyHttp for AsideProxy {
             ctx.bypass.as_deref().or(ctx.not_stored)
         };
         if let (Some(reason), Some(route)) = (ctx.stale_reason, ctx.route().ok()) {
-            if status == CacheStatus::Stale {
+            // Clients served stale; a background refresh serves nobody.
+            if status == CacheStatus::Stale && session.subrequest_ctx.is_none() {
                 let name = &ctx.live()?.config.upstream(route).name;
                 crate::metrics::record_protection(name, &format!("stale_served_{reason}"));
             }
@@ -1018,7 +1024,7 @@ impl ProxyHttp for AsideProxy {
                 "retryAfterSeconds": retry_after,
             }})
             .to_string();
-            let detail = format!("Aside; fwd=miss; detail={}", blocked.code());
+            let detail = format!("Aside; fwd=miss; detail={}", blocked.detail());
             let retry_after = retry_after.to_string();
             write_error(session, 503, body, &detail, Some(&retry_after)).await;
             return FailToProxy {

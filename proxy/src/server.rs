@@ -79,8 +79,9 @@ pub fn reload(
     overrides: &Overrides,
 ) -> Result<Vec<String>, String> {
     let config = Arc::new(settings::load(source, overrides)?);
-    let live =
-        Live::new(config.clone(), Some(&shared.live.load())).map_err(|e| format!("{e:#}"))?;
+    let previous = shared.live.load();
+    let live = Live::new(config.clone(), Some(&previous), previous.budget.clone())
+        .map_err(|e| format!("{e:#}"))?;
     let restart_needed = restart_needed(started, &config);
     shared.live.store(Arc::new(live));
     shared.config.store(config);
@@ -147,8 +148,12 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     }
     let token = crate::admin::resolve_token(&token_source, &data_dir)?;
 
-    let live = Live::new(config.clone(), None)?;
     let purges = settings::purges(&config, &store);
+    let live = Live::new(
+        config.clone(),
+        None,
+        settings::shared_budget(&config, &purges)?,
+    )?;
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         config: Arc::new(ArcSwap::new(config.clone())),
@@ -299,6 +304,8 @@ impl BackgroundService for AdminService {
         };
         // The dashboard's series; ends with this runtime.
         tokio::spawn(crate::stats::run_sampler(self.state.store.clone()));
+        let config = self.state.config.load_full();
+        tokio::spawn(async move { crate::admin::warm::warm_at_start(&config).await });
         if let Err(e) = crate::admin::serve(listener, self.state.clone(), self.limits, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }

@@ -97,6 +97,23 @@ pub fn kv_backend(
     Ok(std::sync::Arc::new(kv))
 }
 
+/// In cluster mode, the request budgets shared through Redis (the live-node
+/// count the fallback divides by comes from the purge fan-out's heartbeats).
+///
+/// # Errors
+/// The Redis URL is not one redis-rs accepts (validation already checked it).
+pub fn shared_budget(
+    config: &Config,
+    purges: &aside_cluster::Purges,
+) -> anyhow::Result<Option<aside_cluster::SharedBudget>> {
+    let (Some(c), Some(stats)) = (&config.cluster, purges.stats()) else {
+        return Ok(None);
+    };
+    let budget = aside_cluster::SharedBudget::new(redis_settings(c), stats.live_nodes.clone())
+        .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
+    Ok(Some(budget))
+}
+
 fn redis_settings(c: &aside_policies::Cluster) -> aside_cluster::RedisSettings {
     aside_cluster::RedisSettings {
         url: c.redis.clone(),

@@ -15,7 +15,7 @@ use pingora_error::{Error, ErrorType, Result};
 
 use aside_policies::{Scheme, Upstream};
 
-use crate::protect::OriginGuard;
+use crate::protect::{OriginGuard, SharedBudget};
 
 /// How long a resolved address is reused before asking the resolver again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
@@ -43,6 +43,7 @@ impl UpstreamRuntime {
     pub fn new(
         config: Upstream,
         previous: Option<&UpstreamRuntime>,
+        budget: Option<&aside_cluster::SharedBudget>,
     ) -> anyhow::Result<UpstreamRuntime> {
         let ca = match &config.ca_file {
             Some(path) => Some(load_ca(path)?),
@@ -53,7 +54,13 @@ impl UpstreamRuntime {
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let guard = match previous {
             Some(p) if p.guard.settings == config.protection => p.guard.clone(),
-            _ => Arc::new(OriginGuard::new(config.protection.clone())),
+            _ => Arc::new(OriginGuard::new(
+                config.protection.clone(),
+                budget.map(|b| SharedBudget {
+                    budget: b.clone(),
+                    upstream: config.name.clone(),
+                }),
+            )),
         };
         Ok(UpstreamRuntime {
             config,

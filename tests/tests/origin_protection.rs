@@ -430,3 +430,75 @@ async fn warming_fetches_urls_through_the_proxy_as_a_background_job() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn a_route_warms_its_urls_at_start() {
+    let origin = Origin::start(|seen, _| {
+        Reply::ok(format!("body of {}", seen.uri)).header("cache-control", "max-age=300")
+    })
+    .await;
+    let aside = Aside::builder()
+        .upstream(&origin.url())
+        .route(
+            "host = \"warm.test\"\nmode = \"respect-origin\"\nwarm = [\"http://warm.test/cities\", \"http://warm.test/cities?page=2\"]",
+        )
+        .start()
+        .await;
+    let warmed =
+        aside_tests::eventually(Duration::from_secs(10), || async { origin.hits() == 2 }).await;
+    assert!(
+        warmed,
+        "origin saw {} requests; log:\n{}",
+        origin.hits(),
+        aside.log()
+    );
+    let mut uris: Vec<String> = origin.seen().into_iter().map(|s| s.uri).collect();
+    uris.sort();
+    assert_eq!(uris, ["/cities", "/cities?page=2"]);
+    // The first client finds them cached.
+    for path in ["/cities", "/cities?page=2"] {
+        let r = aside.request("GET", path, &[("host", "warm.test")]).await;
+        assert_eq!(r.x_cache(), "HIT", "{path}");
+        assert_eq!(r.text(), format!("body of {path}"));
+    }
+    assert_eq!(origin.hits(), 2);
+    assert_eq!(
+        aside
+            .metric("aside_warm_urls_total", &["result=\"ok\""])
+            .await,
+        2
+    );
+}
+
+#[test]
+fn warm_urls_must_be_absolute_http_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warm.toml");
+    for (url, ok) in [
+        ("http://api.test/v1/cities", true),
+        ("https://api.test/v1/cities", false),
+        ("/v1/cities", false),
+        ("http:///nohost", false),
+        ("http://api.test/a b", false),
+    ] {
+        std::fs::write(
+            &file,
+            format!("[[upstream]]\nname = \"o\"\nurl = \"http://127.0.0.1:9\"\n\n[[route]]\nupstream = \"o\"\nwarm = [\"{url}\"]\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(aside_tests::aside_bin())
+            .arg("--check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{url}: {err}");
+        if !ok {
+            assert!(err.contains("warm.toml:7"), "{url}: {err}");
+            assert!(
+                err.contains("warm[0]") && err.contains("http://"),
+                "{url}: {err}"
+            );
+        }
+    }
+}

@@ -73,6 +73,8 @@ pub struct PurgeStats {
     pub gaps: AtomicU64,
     /// The last Redis call of the fan-out failed.
     redis_down: AtomicBool,
+    /// Nodes whose heartbeat was live at this node's last heartbeat (0: not yet known).
+    pub live_nodes: std::sync::Arc<AtomicU64>,
 }
 
 impl PurgeStats {

@@ -208,16 +208,37 @@ fn save(path: &std::path::Path, c: Cursor) {
 /// Heartbeat plus the last applied entry.
 async fn ack(inner: &Inner, conn: &mut ConnectionManager, at: Cursor) -> redis::RedisResult<()> {
     let node = &inner.settings.node_id;
-    redis::cmd("HSET")
+    let now = now_ms();
+    // The same round trip reads every node's heartbeat: the live count is what a
+    // shared request budget falls back to dividing when Redis becomes unreachable.
+    let ((), all): ((), std::collections::BTreeMap<String, String>) = redis::pipe()
+        .cmd("HSET")
         .arg(&inner.names.nodes)
         .arg(format!("{node}:id"))
         .arg(at.id.to_string())
         .arg(format!("{node}:seq"))
         .arg(at.seq)
         .arg(format!("{node}:ts"))
-        .arg(now_ms())
+        .arg(now)
         .arg(format!("{node}:addr"))
         .arg(&inner.settings.address)
-        .query_async::<()>(conn)
-        .await
+        .cmd("HGETALL")
+        .arg(&inner.names.nodes)
+        .query_async(conn)
+        .await?;
+    let window = 3 * inner.settings.heartbeat_interval.as_millis() as u64;
+    let live = all
+        .iter()
+        .filter(|(field, ts)| {
+            field.ends_with(":ts")
+                && ts
+                    .parse::<u64>()
+                    .is_ok_and(|ts| now.saturating_sub(ts) <= window)
+        })
+        .count() as u64;
+    inner
+        .stats
+        .live_nodes
+        .store(live.max(1), std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }

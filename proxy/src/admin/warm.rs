@@ -27,7 +27,7 @@ use super::extract::JsonBody;
 use super::{AdminState, Data};
 
 /// URLs one job may hold.
-const MAX_URLS: usize = 10_000;
+const MAX_URLS: usize = aside_policies::MAX_WARM_URLS;
 /// Jobs remembered (finished ones are dropped oldest first).
 const MAX_JOBS: usize = 64;
 /// Concurrency when the request gives none, and the most it may ask for.
@@ -131,6 +131,24 @@ pub async fn start(
         targets.push(uri);
     }
     let proxy = state.config.load().server.listen.first().copied();
+    let total = targets.len();
+    let id = spawn_job(req.urls, targets, proxy, concurrency);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Data {
+            data: WarmStarted { id, total },
+        }),
+    ))
+}
+
+/// Starts a job fetching `targets` (parsed from `urls`, same order) through
+/// the listener at `proxy`; returns its id.
+fn spawn_job(
+    urls: Vec<String>,
+    targets: Vec<http::Uri>,
+    proxy: Option<SocketAddr>,
+    concurrency: usize,
+) -> String {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).to_string();
     let job = Arc::new(Mutex::new(WarmJob {
         id: id.clone(),
@@ -140,11 +158,10 @@ pub async fn start(
         ok: 0,
         failed: 0,
         skipped: 0,
-        results: req
-            .urls
-            .iter()
-            .map(|u| WarmOutcome {
-                url: u.clone(),
+        results: urls
+            .into_iter()
+            .map(|url| WarmOutcome {
+                url,
                 result: "pending",
                 status: None,
                 detail: None,
@@ -158,14 +175,45 @@ pub async fn start(
             jobs.pop_front();
         }
     }
-    let total = targets.len();
     tokio::spawn(run(job, targets, proxy, concurrency));
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Data {
-            data: WarmStarted { id, total },
-        }),
-    ))
+    id
+}
+
+/// Warms every route's `warm` URLs once the proxy listener accepts
+/// connections (a job like `POST /cache/warm`'s, its id logged).
+pub async fn warm_at_start(config: &aside_policies::Config) {
+    let urls: Vec<String> = config
+        .routes
+        .iter()
+        .flat_map(|r| r.policy.warm.iter().cloned())
+        .collect();
+    if urls.is_empty() {
+        return;
+    }
+    // Validation only lets absolute http:// URLs through.
+    let Ok(targets) = urls
+        .iter()
+        .map(|u| u.parse::<http::Uri>())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    let Some(proxy) = config.server.listen.first().copied() else {
+        tracing::warn!("warm: no plain HTTP listener; the routes' warm URLs are skipped");
+        return;
+    };
+    // The proxy service starts beside this one: wait until it accepts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(proxy).await.is_err() {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(%proxy, "warm: the proxy listener never accepted; warm URLs skipped");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let total = urls.len();
+    let id = spawn_job(urls, targets, Some(proxy), DEFAULT_CONCURRENCY);
+    tracing::info!(job = %id, urls = total, "warming the routes' warm URLs (GET /cache/warm/{id})");
 }
 
 /// A warming job's progress and each URL's outcome.
