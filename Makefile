@@ -25,7 +25,8 @@ check-config:
 # `cargo test --no-run` also builds target/debug/aside (the proxy package has
 # integration tests), with the same features as the tests: the config check and
 # the bench smoke run reuse that binary instead of compiling pingora once more.
-test: prereqs
+test:
+	@scripts/prereqs.sh --ui
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-run

@@ -184,10 +184,26 @@ pub fn record_store_error() {
 
 /// Count one admin API response by status code.
 pub fn record_admin_request(status: u16) {
-    METRICS
-        .admin_requests
-        .with_label_values(&[status.to_string().as_str()])
-        .inc();
+    // The usual statuses' counters are looked up once (the KV API's hot path).
+    static COMMON: LazyLock<Vec<(u16, IntCounter)>> = LazyLock::new(|| {
+        [200, 201, 202, 204, 304, 400, 401, 404, 409, 412, 413, 503]
+            .into_iter()
+            .map(|s| {
+                let label = s.to_string();
+                (
+                    s,
+                    METRICS.admin_requests.with_label_values(&[label.as_str()]),
+                )
+            })
+            .collect()
+    });
+    match COMMON.iter().find(|(s, _)| *s == status) {
+        Some((_, counter)) => counter.inc(),
+        None => METRICS
+            .admin_requests
+            .with_label_values(&[status.to_string().as_str()])
+            .inc(),
+    }
 }
 
 /// Count one origin protection event for an upstream.

@@ -237,7 +237,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         Arc::new(move || reload(&shared, &started, &source, &overrides))
     };
     let kv = crate::settings::kv_backend(&config, &store)?;
-    let admin_state = crate::admin::AdminState {
+    let admin_state = crate::admin::AdminState::new(crate::admin::AdminParts {
         kv,
         store,
         purges: purges.clone(),
@@ -245,7 +245,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         token: token.into(),
         reload: reload_fn.clone(),
         config_path,
-    };
+    });
     let mut admin_service = background_service(
         "admin api",
         AdminService {

@@ -49,6 +49,9 @@ async fn openapi_documents_every_endpoint() {
         "GET /cluster",
         "POST /cache/warm",
         "GET /cache/warm/{id}",
+        "GET /stats/series",
+        "GET /stats/top",
+        "GET /admin/config",
         "GET /openapi.json",
     ];
     expected.sort();

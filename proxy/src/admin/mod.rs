@@ -38,9 +38,28 @@ pub use error::ApiError;
 /// Smallest request body limit; raised to fit the store's value limit when that is larger.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// Everything the handlers need; cheap to clone (every field is shared).
+/// Everything the handlers need: one `Arc`, so the clones axum makes per
+/// request cost one reference count (fields read through `Deref`).
 #[derive(Clone)]
-pub struct AdminState {
+pub struct AdminState(Arc<AdminParts>);
+
+impl AdminState {
+    /// Shares `parts` with every handler.
+    pub fn new(parts: AdminParts) -> AdminState {
+        AdminState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AdminState {
+    type Target = AdminParts;
+
+    fn deref(&self) -> &AdminParts {
+        &self.0
+    }
+}
+
+/// The fields of [`AdminState`].
+pub struct AdminParts {
     /// The engine behind the cached responses (and the KV API when standalone).
     pub store: aside_store::Store,
     /// Where the KV API reads and writes: the store above when standalone, Redis

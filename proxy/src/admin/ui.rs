@@ -1,5 +1,5 @@
-//! The dashboard's static files under `/ui/`, embedded in the binary (release
-//! builds; debug builds read `proxy/ui/` at request time). They need no token:
+//! The dashboard's static files under `/ui/`, embedded in the binary (debug
+//! builds too, so the tests serve what ships). They need no token:
 //! the page asks for it and sends it as a bearer header on its API calls.
 
 use axum::extract::Path;

@@ -63,7 +63,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
         let result = reload_result.clone();
         Arc::new(move || result.lock().expect("lock").clone())
     };
-    let state = AdminState {
+    let state = AdminState::new(admin::AdminParts {
         kv: kv(&store),
         store: store.clone(),
         purges: Default::default(),
@@ -71,7 +71,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
         token: Arc::from(TOKEN),
         reload,
         config_path: None,
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -4,6 +4,12 @@
 
 import {h} from './dom.js';
 
+/** The legend shows the values under the cursor; away from the chart, those of the latest point. */
+function showLatestWhenIdle(u) {
+  const points = u.data[0]?.length ?? 0;
+  if (u.cursor.idx == null && points > 0) u.setLegend({idx: points - 1}, false);
+}
+
 export const COLORS = {
   hit: '#2da44e',
   stale: '#1b9aaa',
@@ -46,12 +52,14 @@ export function timeChart(container, label) {
       if (!window.uPlot) return;
       if (plot && layout === layoutKey) {
         plot.setData(data);
-        return;
+      } else {
+        if (plot) plot.destroy();
+        layout = layoutKey;
+        const options = {width: Math.max(200, box.clientWidth), height: chartHeight(), ...build()};
+        options.hooks = {...options.hooks, setCursor: [showLatestWhenIdle]};
+        plot = new window.uPlot(options, data, box);
       }
-      if (plot) plot.destroy();
-      layout = layoutKey;
-      const options = {width: Math.max(200, box.clientWidth), height: chartHeight(), ...build()};
-      plot = new window.uPlot(options, data, box);
+      showLatestWhenIdle(plot);
     },
     destroy() {
       observer.disconnect();
@@ -74,7 +82,6 @@ export function line(label, color, scale, fmt, extra = {}) {
     width: 2,
     scale,
     spanGaps: false,
-    points: {show: false},
     value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
     ...extra,
   };

@@ -158,11 +158,11 @@ export function mount(root, params, ctx) {
       return;
     }
     const count = dry.data?.matched ?? 0;
-    const what = everything ? 'everything in the cache' : 'the entries matching this search';
     if (count === 0) {
-      ctx.flash(`Nothing to purge: ${what} is 0 entries.`, 'info');
+      ctx.flash(everything ? 'Nothing to purge: the cache is empty.' : 'Nothing to purge: no entry matches this search.', 'info');
       return;
     }
+    const what = everything ? 'everything in the cache' : 'the entries matching this search';
     const soft = h('input', {type: 'checkbox', id: 'purge-soft'});
     const confirmed = await ctx.confirm({
       title: everything ? 'Purge everything?' : 'Purge matching entries?',

@@ -1,17 +1,11 @@
-// Config: the running configuration file as GET /admin/config gives it
-// (secret values masked), and a reload button (POST /admin/reload) that shows
+// Config: the configuration as GET /admin/config gives it (secret values
+// masked), and a reload button (POST /admin/reload) that shows
 // what changed, or the file:line error of a bad file (the old config keeps serving).
 
 import {api} from '../api.js';
 import {errorText, h, replace} from '../dom.js';
 
 export const title = 'Config';
-
-/** The line a reload error names: "conf/aside.toml:14: route[2].ttl: ..." -> 14. */
-export function errorLine(message) {
-  const match = /:(\d+):/.exec(message ?? '');
-  return match ? Number(match[1]) : null;
-}
 
 export function mount(root, params, ctx) {
   const pathBox = h('p', {class: 'muted', id: 'config-path'});
@@ -28,13 +22,12 @@ export function mount(root, params, ctx) {
     pathBox,
     code);
 
-  function showText(text, markLine) {
+  function showText(text) {
     const lines = text.replace(/\n$/, '').split('\n');
-    replace(code, lines.map((line, i) => h('span', {class: i + 1 === markLine ? 'line marked' : 'line'}, `${line}\n`)));
-    if (markLine) code.querySelector('.marked')?.scrollIntoView({block: 'center'});
+    replace(code, lines.map((line) => h('span', {class: 'line'}, `${line}\n`)));
   }
 
-  async function load(markLine = null) {
+  async function load() {
     const res = await api('GET', '/admin/config');
     if (!ctx.alive()) return;
     if (!res.ok) {
@@ -43,7 +36,7 @@ export function mount(root, params, ctx) {
       return;
     }
     pathBox.textContent = res.data?.path ? `File: ${res.data.path} (secret values shown as ***)` : 'Running without a config file.';
-    showText(res.data?.text ?? '', markLine);
+    showText(res.data?.text ?? '');
   }
 
   async function reload() {
@@ -65,8 +58,6 @@ export function mount(root, params, ctx) {
     const message = res.error?.message ?? errorText(res);
     replace(result, h('div', {class: 'notice error', id: 'reload-error', role: 'alert'},
       h('strong', {}, 'Not reloaded; the running config is unchanged. '), h('code', {class: 'break'}, message)));
-    // Show the file as it is now on disk, with the faulty line marked.
-    load(errorLine(message));
   }
 
   load();

@@ -101,7 +101,9 @@ export function mount(root, params, ctx) {
           axis('%', (v) => `${v}%`, {side: 1, grid: {show: false}, label: 'hit ratio'})],
       }));
     const drawnRatios = ratios.filter((r) => r !== null);
+    // Plain figures on the chart element, for tests and for curious operators with devtools.
     requestsChart.element.dataset.points = String(points.length);
+    requestsChart.element.dataset.lastT = last ? String(last.t) : '';
     requestsChart.element.dataset.hitRatioMax = drawnRatios.length ? String(Math.max(...drawnRatios)) : '';
 
     // Origin latency, one p50 and one p99 line per upstream.

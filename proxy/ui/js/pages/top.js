@@ -37,7 +37,7 @@ export function mount(root, params, ctx) {
     h('p', {class: 'muted'}, 'The most requested URLs and hosts since start, with their hit ratio. '
       + 'Counts are approximate (heavy hitters kept in bounded memory).'),
     error,
-    h('div', {class: 'two-col wide-first'},
+    h('div', {class: 'two-col top-lists'},
       h('section', {class: 'panel'}, h('h2', {}, 'URLs'), urls),
       h('section', {class: 'panel'}, h('h2', {}, 'Hosts'), hosts)));
 
