@@ -14,7 +14,9 @@
 //! appends the purges it takes and replays the others' from its last applied entry.
 //!
 //! Request budgets of rate-limited upstreams are shared through one token bucket
-//! per upstream in Redis ([`SharedBudget`]).
+//! per upstream in Redis ([`SharedBudget`]). With `shared-cache`, cached responses
+//! are copied to Redis after a fill and read back by the other nodes
+//! ([`SharedCache`]); purges reach that copy before they are announced.
 //!
 //! Redis facts this code relies on (and the notes that checked them) are in
 //! `redis_kv`'s module documentation and the Lua scripts under `src/lua/`.
@@ -24,6 +26,7 @@ mod budget;
 pub mod latency;
 mod purge;
 mod redis_kv;
+mod shared;
 
 pub use backend::{KvBackend, SharedKv};
 pub use budget::SharedBudget;
@@ -32,3 +35,4 @@ pub use purge::{
     Receipt, StreamId, WaitOutcome,
 };
 pub use redis_kv::{connection, ConnectError, RedisKv, RedisSettings};
+pub use shared::{SharedCache, SharedSettings, SharedStats};

@@ -42,6 +42,13 @@ pub struct Cluster {
     /// Entries the purge stream keeps (approximately, `MAXLEN ~`); a node that
     /// fell further behind soft-purges everything. Default 100000.
     pub purge_stream_length: u64,
+    /// `shared-cache = true`: cached responses are copied to Redis after a fill
+    /// and read by the other nodes before they go to the origin. Default off.
+    pub shared_cache: bool,
+    /// Larger responses (body + headers) are not shared. Default 1 MiB.
+    pub shared_max_object_size: u64,
+    /// Longest wait for a shared-tier lookup; slower is a miss. Default 10ms.
+    pub shared_timeout: Duration,
 }
 
 /// Hides the password (and any `user:password@` in the URL) from logs.
@@ -57,6 +64,9 @@ impl std::fmt::Debug for Cluster {
             .field("command_timeout", &self.command_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("purge_stream_length", &self.purge_stream_length)
+            .field("shared_cache", &self.shared_cache)
+            .field("shared_max_object_size", &self.shared_max_object_size)
+            .field("shared_timeout", &self.shared_timeout)
             .finish()
     }
 }
@@ -155,6 +165,25 @@ pub(crate) fn validate(f: &FileCluster, env: Env<'_>) -> Result<Cluster, ConfigE
             Duration::from_secs(2),
         )?,
         purge_stream_length,
+        shared_cache: f.shared_cache.unwrap_or(false),
+        shared_max_object_size: match f.shared_max_object_size.as_deref() {
+            None => 1 << 20,
+            Some(v) => match crate::size::parse_size(v) {
+                Ok(n) if (1..=512 << 20).contains(&n) => n,
+                Ok(_) => {
+                    return Err(err(
+                        "shared-max-object-size",
+                        "must be between 1B and 512MiB (Redis's largest string)",
+                    ))
+                }
+                Err(m) => return Err(err("shared-max-object-size", m)),
+            },
+        },
+        shared_timeout: duration(
+            "shared-timeout",
+            f.shared_timeout.as_ref(),
+            Duration::from_millis(10),
+        )?,
     })
 }
 
@@ -240,6 +269,9 @@ pub(crate) fn to_file(c: &Cluster) -> FileCluster {
         command_timeout: Some(format_duration(c.command_timeout)),
         heartbeat_interval: Some(format_duration(c.heartbeat_interval)),
         purge_stream_length: Some(c.purge_stream_length as i64),
+        shared_cache: Some(c.shared_cache),
+        shared_max_object_size: Some(crate::size::format_size(c.shared_max_object_size)),
+        shared_timeout: Some(format_duration(c.shared_timeout)),
     }
 }
 

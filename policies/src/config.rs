@@ -167,6 +167,17 @@ pub struct Admin {
     /// and is closed, so idle clients cannot exhaust the process's files.
     /// Default: 256.
     pub max_connections: usize,
+    /// Worker threads of the admin API (the KV API's throughput). `None`: half
+    /// the proxy's `threads`, at least 1 (both share the machine's cores, and a
+    /// KV call mostly waits on the store or Redis).
+    pub threads: Option<usize>,
+}
+
+impl Admin {
+    /// The admin API's worker threads, given the proxy's.
+    pub fn threads_for(&self, proxy_threads: usize) -> usize {
+        self.threads.unwrap_or((proxy_threads / 2).max(1))
+    }
 }
 
 impl Default for Admin {
@@ -177,6 +188,7 @@ impl Default for Admin {
             purge_allow: default_purge_allow(),
             idle_timeout: Duration::from_secs(60),
             max_connections: 256,
+            threads: None,
         }
     }
 }

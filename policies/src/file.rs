@@ -87,6 +87,7 @@ pub struct FileAdmin {
     pub purge_allow: Option<Vec<String>>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub threads: Option<i64>,
 }
 
 /// `[cluster]`
@@ -102,6 +103,9 @@ pub struct FileCluster {
     pub command_timeout: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub purge_stream_length: Option<i64>,
+    pub shared_cache: Option<bool>,
+    pub shared_max_object_size: Option<String>,
+    pub shared_timeout: Option<String>,
 }
 
 /// `[store]`

@@ -85,6 +85,7 @@ pub fn to_file(c: &Config) -> FileConfig {
             ),
             idle_timeout: Some(format_duration(c.admin.idle_timeout)),
             max_connections: Some(c.admin.max_connections as i64),
+            threads: c.admin.threads.map(|n| n as i64),
         },
         store: FileStore {
             path: Some(path_str(&c.store.path)),

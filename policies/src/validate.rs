@@ -335,6 +335,16 @@ fn admin(f: &FileAdmin) -> Result<Admin> {
             ))
         }
     };
+    let threads = match f.threads {
+        None => None,
+        Some(n) if (1..=1024).contains(&n) => usize::try_from(n).ok(),
+        Some(n) => {
+            return Err(err(
+                "admin.threads",
+                format!("{n} is not between 1 and 1024"),
+            ))
+        }
+    };
     Ok(Admin {
         listen,
         token,
@@ -342,6 +352,7 @@ fn admin(f: &FileAdmin) -> Result<Admin> {
         idle_timeout: positive_duration("admin.idle-timeout", f.idle_timeout.as_ref())?
             .unwrap_or(d.idle_timeout),
         max_connections,
+        threads,
     })
 }
 

@@ -359,6 +359,28 @@ pub fn render_cluster(text: &mut String, stats: &aside_cluster::PurgeStats) {
     let _ = writeln!(text, "{name}_count {}", h.count);
 }
 
+/// Appends the shared cache tier's figures (`[cluster] shared-cache`).
+pub fn render_shared(text: &mut String, stats: &aside_cluster::SharedStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let name = "aside_cluster_shared_cache_total";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Shared cache tier: lookups (hit, miss, error: failed or slower than shared-timeout), writes (write, write_error, too_large) and entries purged"
+    );
+    let _ = writeln!(text, "# TYPE {name} counter");
+    for (event, value) in [
+        ("hit", &stats.hits),
+        ("miss", &stats.misses),
+        ("error", &stats.errors),
+        ("write", &stats.writes),
+        ("write_error", &stats.write_errors),
+        ("too_large", &stats.too_large),
+        ("purged", &stats.purged),
+    ] {
+        let _ = writeln!(text, "{name}{{event=\"{event}\"}} {}", value.load(Relaxed));
+    }
+}
+
 /// The Prometheus text exposition of every metric, plus the store's figures.
 pub fn render(stats: &StoreStats) -> String {
     let mut out = Vec::new();

@@ -148,7 +148,8 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     }
     let token = crate::admin::resolve_token(&token_source, &data_dir)?;
 
-    let purges = settings::purges(&config, &store);
+    let shared_cache = settings::shared_cache(&config)?;
+    let purges = settings::purges(&config, &store, shared_cache.clone());
     let live = Live::new(
         config.clone(),
         None,
@@ -160,6 +161,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         storage: AsideStorage::leak(
             store.clone(),
             crate::storage::decoded_share(config.store.hot_capacity),
+            shared_cache,
         ),
         lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),
         purges: purges.clone(),
@@ -255,8 +257,8 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         },
     );
     // pingora gives a background service one thread: the KV API is an
-    // application's database, give it as many as the proxy.
-    admin_service.threads = Some(config.server.threads.max(1));
+    // application's database, give it its share of the cores.
+    admin_service.threads = Some(config.admin.threads_for(config.server.threads.max(1)));
     server.add_service(admin_service);
     server.add_service(background_service(
         "reloader",
@@ -302,6 +304,9 @@ impl BackgroundService for AdminService {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
+        if let Some(shared) = self.state.purges.shared().cloned() {
+            tokio::spawn(async move { shared.warm().await });
+        }
         // The dashboard's series; ends with this runtime.
         tokio::spawn(crate::stats::run_sampler(self.state.store.clone()));
         let config = self.state.config.load_full();

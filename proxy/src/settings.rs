@@ -153,7 +153,29 @@ pub fn node_id(config: &Config) -> String {
 }
 
 /// The purge fan-out: a no-op handle without `[cluster]`.
-pub fn purges(config: &Config, store: &aside_store::Store) -> aside_cluster::Purges {
+/// The shared cache tier, with `[cluster] shared-cache = true`.
+///
+/// # Errors
+/// The Redis URL is not one redis-rs accepts (validation already checked it).
+pub fn shared_cache(config: &Config) -> anyhow::Result<Option<aside_cluster::SharedCache>> {
+    let Some(c) = config.cluster.as_ref().filter(|c| c.shared_cache) else {
+        return Ok(None);
+    };
+    let shared = aside_cluster::SharedCache::new(aside_cluster::SharedSettings {
+        redis: redis_settings(c),
+        max_object_size: usize::try_from(c.shared_max_object_size).unwrap_or(usize::MAX),
+        timeout: c.shared_timeout,
+    })
+    .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
+    tracing::info!("cluster mode: cached responses are shared through Redis");
+    Ok(Some(shared))
+}
+
+pub fn purges(
+    config: &Config,
+    store: &aside_store::Store,
+    shared: Option<aside_cluster::SharedCache>,
+) -> aside_cluster::Purges {
     let Some(c) = &config.cluster else {
         return aside_cluster::Purges::default();
     };
@@ -172,6 +194,7 @@ pub fn purges(config: &Config, store: &aside_store::Store) -> aside_cluster::Pur
             data_dir: data_dir(config).to_path_buf(),
             stream_length: c.purge_stream_length,
             heartbeat_interval: c.heartbeat_interval,
+            shared,
         },
         store.clone(),
     )

@@ -54,6 +54,9 @@ fn url_host(url: &str) -> &str {
 /// lifetime pingora requires.
 pub struct AsideStorage {
     store: Store,
+    /// The cluster's shared cache tier, read after both local tiers miss and
+    /// written after each fill (`[cluster] shared-cache`).
+    shared: Option<aside_cluster::SharedCache>,
     /// Decoded metas of recently hit entries. pingora's `CacheMeta::deserialize`
     /// zstd-decompresses and re-parses the response header on every call, the
     /// largest cost of a hit; entries that need no more than `CacheMeta::new`
@@ -119,12 +122,20 @@ impl Decoded {
 impl AsideStorage {
     /// Leak a storage over `store`, caching decoded metas in up to
     /// `decoded_capacity` bytes; pingora needs `&'static`.
-    pub fn leak(store: Store, decoded_capacity: u64) -> &'static AsideStorage {
+    pub fn leak(
+        store: Store,
+        decoded_capacity: u64,
+        shared: Option<aside_cluster::SharedCache>,
+    ) -> &'static AsideStorage {
         let decoded = moka::sync::Cache::builder()
             .max_capacity(decoded_capacity)
             .weigher(|_: &[u8; 16], d: &Arc<Decoded>| d.weight())
             .build();
-        Box::leak(Box::new(AsideStorage { store, decoded }))
+        Box::leak(Box::new(AsideStorage {
+            store,
+            shared,
+            decoded,
+        }))
     }
 
     /// The entry's meta, from the decoded cache when it still matches the blobs.
@@ -144,6 +155,17 @@ impl AsideStorage {
     /// The store behind this storage.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// After both local tiers missed: the shared tier's copy, promoted into the
+    /// local tiers with its own times and blobs (so `Age` counts from the
+    /// origin's answer). A slow or failing shared tier is a miss.
+    async fn shared_lookup(&self, hash: &[u8; 16]) -> Option<Arc<CacheEntry>> {
+        let entry = self.shared.as_ref()?.get(hash).await?;
+        if let Err(e) = self.store.cache_fill(entry.clone()).await {
+            tracing::warn!(error = %e, url = %entry.url, "cannot keep the shared copy locally");
+        }
+        Some(Arc::new(entry))
     }
 }
 
@@ -213,8 +235,12 @@ impl Storage for AsideStorage {
                 return Err(store_err("cache lookup", e));
             }
         };
-        let Some((entry, _tier)) = found else {
-            return Ok(None);
+        let entry = match found {
+            Some((entry, _tier)) => entry,
+            None => match self.shared_lookup(&hash).await {
+                Some(entry) => entry,
+                None => return Ok(None),
+            },
         };
         let mut meta = match self.meta_of(&entry) {
             Ok(meta) => meta,
@@ -260,6 +286,7 @@ impl Storage for AsideStorage {
         }
         Ok(Box::new(AsideMiss {
             store: self.store.clone(),
+            shared: self.shared.clone(),
             entry: Some(CacheEntry {
                 hash: key.combined_bin(),
                 host: url_host(&info.url).to_owned(),
@@ -392,6 +419,7 @@ impl HandleHit for AsideHit {
 /// A fill in progress. Dropped without `finish` = the fill failed: nothing is written.
 struct AsideMiss {
     store: Store,
+    shared: Option<aside_cluster::SharedCache>,
     entry: Option<CacheEntry>,
     body: BytesMut,
 }
@@ -409,6 +437,11 @@ impl HandleMiss for AsideMiss {
         };
         let size = self.body.len();
         entry.body = std::mem::take(&mut self.body).freeze();
+        if let Some(shared) = self.shared.clone() {
+            // Off the response's path: other nodes find it a moment later.
+            let copy = entry.clone();
+            tokio::spawn(async move { shared.put(&copy).await });
+        }
         self.store
             .cache_fill(entry)
             .await

@@ -54,6 +54,9 @@ pub struct PurgeSettings {
     pub stream_length: u64,
     /// How often the heartbeat is written; 3 missed ones make a node "gone".
     pub heartbeat_interval: Duration,
+    /// The shared cache tier, when on: every purge reaches it before the
+    /// event is appended, so no node copies back an entry a purge removed.
+    pub shared: Option<crate::SharedCache>,
 }
 
 /// Counters read by `/metrics` and `/healthz`.
@@ -184,6 +187,11 @@ impl Purges {
         self.inner.as_ref().map(|i| i.settings.node_id.as_str())
     }
 
+    /// The shared cache tier, when `shared-cache` is on.
+    pub fn shared(&self) -> Option<&crate::SharedCache> {
+        self.inner.as_ref().and_then(|i| i.settings.shared.as_ref())
+    }
+
     /// The fan-out's counters (`None` when standalone).
     pub fn stats(&self) -> Option<&PurgeStats> {
         self.inner.as_ref().map(|i| &i.stats)
@@ -246,6 +254,12 @@ async fn xadd(
     conn: &mut ConnectionManager,
     event: &PurgeEvent,
 ) -> redis::RedisResult<StreamId> {
+    if let Some(shared) = &inner.settings.shared {
+        // Before the event: a node that reads the stream then finds no copy to
+        // bring back. A failure keeps the event queued; both steps are idempotent.
+        let (selector, mode) = event.selector();
+        shared.purge(&selector, mode).await?;
+    }
     let ev = serde_json::to_string(event).unwrap_or_default();
     let mut invocation = inner.publish_script.prepare_invoke();
     invocation

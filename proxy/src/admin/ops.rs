@@ -114,6 +114,9 @@ pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     if let Some(stats) = state.purges.stats() {
         crate::metrics::render_cluster(&mut text, stats);
     }
+    if let Some(shared) = state.purges.shared() {
+        crate::metrics::render_shared(&mut text, shared.stats());
+    }
     (
         [(
             header::CONTENT_TYPE,

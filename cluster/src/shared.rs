@@ -1,0 +1,413 @@
+//! The shared cache tier (`[cluster] shared-cache = true`): cached responses
+//! copied to Redis after a fill, so that another node serves them without the
+//! origin, and a fresh node starts warm.
+//!
+//! Lookup order on a node: hot tier, disk tier, then here, then the origin. A
+//! copy read here is promoted into the node's tiers with its absolute times,
+//! and its pingora meta blobs are kept as they are, so `Age` still counts from
+//! the origin's answer, not from the copy.
+//!
+//! Every call on the request path is bounded by `timeout` (a few ms): a slow or
+//! unreachable Redis is a miss, never a failed request, and after a failure
+//! the tier is left alone for [`DOWN_PAUSE`].
+//!
+//! Layout, every key under the one hash tag `{c}` (so each script's keys share
+//! a slot): `P{c}:e:<hex>` a HASH per entry (fields `u` url, `o` host, `t` tags,
+//! `s` status, `m`/`h` the meta blobs, `b` body, `c`/`f`/`x` stored, fresh and
+//! stale-until in Unix ms, `p` soft-purged), expiring at its stale-until;
+//! `P{c}:u` a ZSET of `<url>\n<hex>` (URL and prefix purges by lex range);
+//! `P{c}:x` the same members scored by stale-until (index rows of expired
+//! entries are swept by fills); `P{c}:o:<host>` and `P{c}:t:<tag>` SETs of hex.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aside_store::{CacheEntry, CacheSelector, PurgeMode};
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::redis_kv::{connection, ConnectError, RedisSettings};
+
+/// After a failed or timed-out call, how long lookups skip the shared tier.
+pub const DOWN_PAUSE: Duration = Duration::from_secs(1);
+
+/// Entries handled per purge script call (bounds the time Redis is busy).
+const PURGE_BATCH: usize = 500;
+
+/// Settings of the shared tier.
+#[derive(Debug, Clone)]
+pub struct SharedSettings {
+    /// The Redis it lives in (the cluster's).
+    pub redis: RedisSettings,
+    /// Larger entries (body + meta) are not shared.
+    pub max_object_size: usize,
+    /// Longest wait for a lookup on the request path.
+    pub timeout: Duration,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Lookups that failed or ran out of time (served as misses).
+    pub errors: AtomicU64,
+    pub writes: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Fills not shared because they were over `max_object_size`.
+    pub too_large: AtomicU64,
+    pub purged: AtomicU64,
+}
+
+struct Names {
+    entry: String,
+    urls: String,
+    expiry: String,
+    host: String,
+    tag: String,
+}
+
+struct Scripts {
+    fill: Script,
+    purge_range: Script,
+    purge_entries: Script,
+}
+
+/// The shared tier. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedCache {
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    settings: Arc<SharedSettings>,
+    names: Arc<Names>,
+    scripts: Arc<Scripts>,
+    down_until: Arc<parking_lot::Mutex<Option<Instant>>>,
+    stats: Arc<SharedStats>,
+}
+
+impl std::fmt::Debug for SharedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCache")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(hash: &[u8; 16]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn now_ms() -> u64 {
+    ms(SystemTime::now())
+}
+
+impl SharedCache {
+    /// The shared tier in `settings.redis`; connects on first use.
+    ///
+    /// # Errors
+    /// [`ConnectError::Url`] for an address redis-rs does not accept.
+    pub fn new(settings: SharedSettings) -> Result<SharedCache, ConnectError> {
+        use redis::IntoConnectionInfo;
+        settings
+            .redis
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| ConnectError::Url(e.to_string()))?;
+        let p = &settings.redis.key_prefix;
+        Ok(SharedCache {
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            names: Arc::new(Names {
+                entry: format!("{p}{{c}}:e:"),
+                urls: format!("{p}{{c}}:u"),
+                expiry: format!("{p}{{c}}:x"),
+                host: format!("{p}{{c}}:o:"),
+                tag: format!("{p}{{c}}:t:"),
+            }),
+            scripts: Arc::new(Scripts {
+                fill: Script::new(include_str!("lua/shared_fill.lua")),
+                purge_range: Script::new(include_str!("lua/shared_purge_range.lua")),
+                purge_entries: Script::new(include_str!("lua/shared_purge_entries.lua")),
+            }),
+            settings: Arc::new(settings),
+            down_until: Arc::new(parking_lot::Mutex::new(None)),
+            stats: Arc::new(SharedStats::default()),
+        })
+    }
+
+    /// The tier's counters.
+    pub fn stats(&self) -> &SharedStats {
+        &self.stats
+    }
+
+    async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| async { connection(&self.settings.redis) })
+            .await
+            .cloned()
+            .map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "bad Redis URL",
+                    e.to_string(),
+                ))
+            })
+    }
+
+    fn is_down(&self) -> bool {
+        let mut down = self.down_until.lock();
+        match *down {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *down = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        let mut down = self.down_until.lock();
+        if down.is_none() {
+            tracing::warn!(target: "aside::cluster", %error, "shared cache tier: {what} failed; skipping it for {DOWN_PAUSE:?}");
+        }
+        *down = Some(Instant::now() + DOWN_PAUSE);
+    }
+
+    /// Opens the connection now (a `PING`), so that the first lookup does not
+    /// pay for the connect inside its small timeout.
+    pub async fn warm(&self) {
+        let ping = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        };
+        if let Err(e) = ping.await {
+            tracing::warn!(target: "aside::cluster", error = %e, "shared cache tier: Redis not reachable yet");
+        }
+    }
+
+    /// The shared copy of the entry `hash`, if there is a live one. A Redis
+    /// error or a lookup slower than the timeout is a miss (counted).
+    pub async fn get(&self, hash: &[u8; 16]) -> Option<CacheEntry> {
+        if self.is_down() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let key = format!("{}{}", self.names.entry, hex(hash));
+        let call = async {
+            let mut conn = self.conn().await?;
+            crate::latency::timed(
+                redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async::<std::collections::HashMap<String, Vec<u8>>>(&mut conn),
+            )
+            .await
+        };
+        let fields = match tokio::time::timeout(self.settings.timeout, call).await {
+            Ok(Ok(fields)) => fields,
+            Ok(Err(e)) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.failed("lookup", &e);
+                return None;
+            }
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.failed("lookup", &"timed out");
+                return None;
+            }
+        };
+        match decode(*hash, fields) {
+            Some(entry) if ms(entry.stale_until) > now_ms() => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry)
+            }
+            _ => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Copies a filled entry to the shared tier (entries over the size limit
+    /// are skipped). Errors are logged and counted; callers do not wait for it.
+    pub async fn put(&self, entry: &CacheEntry) {
+        let size = entry.body.len() + entry.meta_internal.len() + entry.meta_header.len();
+        if size > self.settings.max_object_size {
+            self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let h = hex(&entry.hash);
+        let mut invocation = self.scripts.fill.prepare_invoke();
+        invocation
+            .key(format!("{}{h}", self.names.entry))
+            .key(&self.names.urls)
+            .key(&self.names.expiry)
+            .key(format!("{}{}", self.names.host, entry.host));
+        for tag in &entry.tags {
+            invocation.key(format!("{}{tag}", self.names.tag));
+        }
+        invocation
+            .arg(&h)
+            .arg(&entry.url)
+            .arg(&entry.host)
+            .arg(entry.tags.join("\n"))
+            .arg(entry.status)
+            .arg(entry.meta_internal.as_ref())
+            .arg(entry.meta_header.as_ref())
+            .arg(entry.body.as_ref())
+            .arg(ms(entry.stored_at))
+            .arg(ms(entry.fresh_until))
+            .arg(ms(entry.stale_until))
+            .arg(u8::from(entry.soft_purged))
+            .arg(&self.names.entry);
+        let result: redis::RedisResult<u8> = async {
+            let mut conn = self.conn().await?;
+            crate::latency::timed(invocation.invoke_async(&mut conn)).await
+        }
+        .await;
+        match result {
+            Ok(1) => {
+                self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "aside::cluster", error = %e, url = %entry.url, "shared cache tier: write failed");
+            }
+        }
+    }
+
+    /// Applies a purge to the shared tier: every entry the selector names (by
+    /// URL, prefix, host, tag, hash, or everything), hard or soft.
+    ///
+    /// # Errors
+    /// Redis unreachable or refusing: the purge fan-out keeps the event queued
+    /// and calls again.
+    pub async fn purge(
+        &self,
+        selector: &CacheSelector,
+        mode: PurgeMode,
+    ) -> redis::RedisResult<u64> {
+        let soft = u8::from(mode == PurgeMode::Soft);
+        let mut conn = self.conn().await?;
+        let mut purged = 0;
+        let mut ranges: Vec<(String, String)> = Vec::new();
+        if selector.everything {
+            ranges.push(("-".to_owned(), "+".to_owned()));
+        }
+        for url in &selector.urls {
+            ranges.push((format!("[{url}\n"), format!("[{url}\n\u{7f}")));
+        }
+        for prefix in &selector.prefixes {
+            ranges.push((format!("[{prefix}"), format!("[{prefix}\u{7f}")));
+        }
+        for (min, max) in ranges {
+            let mut from = min;
+            loop {
+                let (n, last): (u64, String) = crate::latency::timed(
+                    self.scripts
+                        .purge_range
+                        .key(&self.names.urls)
+                        .key(&self.names.expiry)
+                        .arg(&self.names.entry)
+                        .arg(soft)
+                        .arg(&from)
+                        .arg(&max)
+                        .arg(PURGE_BATCH)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+                purged += n;
+                if last.is_empty() {
+                    break;
+                }
+                from = format!("({last}");
+            }
+        }
+        let mut hashes: Vec<String> = selector.hashes.iter().map(hex).collect();
+        let sets = selector
+            .hosts
+            .iter()
+            .map(|h| format!("{}{}", self.names.host, h.to_ascii_lowercase()))
+            .chain(
+                selector
+                    .tags
+                    .iter()
+                    .map(|t| format!("{}{t}", self.names.tag)),
+            );
+        for set in sets {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&set)
+                .query_async(&mut conn)
+                .await?;
+            hashes.extend(members);
+            if soft == 0 {
+                redis::cmd("UNLINK")
+                    .arg(&set)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+        }
+        for batch in hashes.chunks(PURGE_BATCH) {
+            let mut invocation = self.scripts.purge_entries.prepare_invoke();
+            invocation
+                .key(&self.names.urls)
+                .key(&self.names.expiry)
+                .arg(&self.names.entry)
+                .arg(soft);
+            for h in batch {
+                invocation.arg(h);
+            }
+            let n: u64 = crate::latency::timed(invocation.invoke_async(&mut conn)).await?;
+            purged += n;
+        }
+        self.stats.purged.fetch_add(purged, Ordering::Relaxed);
+        Ok(purged)
+    }
+}
+
+/// An entry from its hash fields; `None` when absent or malformed.
+fn decode(hash: [u8; 16], mut f: std::collections::HashMap<String, Vec<u8>>) -> Option<CacheEntry> {
+    let text = |f: &mut std::collections::HashMap<String, Vec<u8>>, k: &str| {
+        f.remove(k).and_then(|v| String::from_utf8(v).ok())
+    };
+    let number = |f: &mut std::collections::HashMap<String, Vec<u8>>, k: &str| {
+        text(f, k).and_then(|v| v.parse::<u64>().ok())
+    };
+    let url = text(&mut f, "u")?;
+    let host = text(&mut f, "o")?;
+    let tags = text(&mut f, "t")?;
+    let status = u16::try_from(number(&mut f, "s")?).ok()?;
+    let stored_at = at(number(&mut f, "c")?);
+    let fresh_until = at(number(&mut f, "f")?);
+    let stale_until = at(number(&mut f, "x")?);
+    let soft_purged = number(&mut f, "p")? == 1;
+    Some(CacheEntry {
+        hash,
+        url,
+        host,
+        tags: tags
+            .split('\n')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        status,
+        meta_internal: Bytes::from(f.remove("m")?),
+        meta_header: Bytes::from(f.remove("h")?),
+        body: Bytes::from(f.remove("b")?),
+        stored_at,
+        fresh_until,
+        stale_until,
+        soft_purged,
+    })
+}

@@ -1,0 +1,207 @@
+//! The shared cache tier (issue 15, `[cluster] shared-cache = true`): real
+//! `aside` processes on loopback sharing a real `redis-server`, a local origin
+//! that counts. Every wait is a poll with a deadline.
+
+use std::time::Duration;
+
+use aside_tests::{eventually, Aside, Origin, RedisServer, Reply};
+use serde_json::json;
+
+/// Every request names the same site, so that all nodes share the cache keys.
+const HOST: &str = "shared.test";
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn node(origin: &Origin, redis: &RedisServer, extra: &str) -> Aside {
+    Aside::builder()
+        .upstream(&origin.url())
+        // A generous timeout: a debug build on a busy CI machine is slow, and a
+        // lookup past the timeout is (rightly) a miss.
+        .extra(&format!(
+            "{}shared-cache = true\nshared-timeout = \"500ms\"\n{extra}",
+            redis.cluster_toml()
+        ))
+        .start()
+        .await
+}
+
+async fn get(aside: &Aside, path: &str) -> aside_tests::Resp {
+    aside.request("GET", path, &[("host", HOST)]).await
+}
+
+/// Fills `path` on `aside` and waits until the copy is in Redis (the write
+/// goes after the response).
+async fn fill(aside: &Aside, path: &str) -> String {
+    let before = aside
+        .metric("aside_cluster_shared_cache_total", &["event=\"write\""])
+        .await;
+    let r = get(aside, path).await;
+    assert_eq!(r.status, 200);
+    let written = eventually(DEADLINE, || async {
+        aside
+            .metric("aside_cluster_shared_cache_total", &["event=\"write\""])
+            .await
+            > before
+    })
+    .await;
+    assert!(
+        written,
+        "{path} never reached the shared tier; log:\n{}",
+        aside.log()
+    );
+    r.text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_on_one_node_is_a_hit_on_the_others_with_the_right_age() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} #{n}", seen.uri))
+            .header("cache-control", "max-age=300")
+            .header("cache-tag", "reports")
+    })
+    .await;
+    let a = node(&origin, &redis, "").await;
+    let b = node(&origin, &redis, "").await;
+    let body = fill(&a, "/report").await;
+    assert_eq!(origin.hits(), 1);
+    // Let the copy age: Age on the other node counts from the origin's answer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get(&b, "/report").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.x_cache(), "HIT", "{:?}", r.header("cache-status"));
+    assert_eq!(r.text(), body, "node 2 serves node 1's copy");
+    let age: u64 = r.header("age").parse().expect("Age");
+    assert!(
+        age >= 1,
+        "Age {age} counts from the copy, not the origin's answer"
+    );
+    assert_eq!(origin.hits(), 1, "node 2 went to the origin");
+    // Promoted: the next hit is local, and the shared tier counted one hit.
+    assert_eq!(get(&b, "/report").await.x_cache(), "HIT");
+    assert_eq!(
+        b.metric("aside_cluster_shared_cache_total", &["event=\"hit\""])
+            .await,
+        1
+    );
+
+    // A purge by tag on node 1 reaches the shared tier and node 2: a third
+    // node that never saw the entry finds no copy either.
+    let r = a
+        .admin("POST", "/cache/purge")
+        .json(&json!({"tags": ["reports"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let gone = eventually(DEADLINE, || async {
+        get(&b, "/report").await.x_cache() == "MISS"
+    })
+    .await;
+    assert!(
+        gone,
+        "node 2 still serves the purged copy; log:\n{}",
+        b.log()
+    );
+    let refilled = eventually(DEADLINE, || async {
+        b.metric("aside_cluster_shared_cache_total", &["event=\"write\""])
+            .await
+            >= 1
+    })
+    .await;
+    assert!(refilled, "node 2's refill never reached the shared tier");
+    let hits_after_purge = origin.hits();
+    let c = node(&origin, &redis, "").await;
+    assert_eq!(
+        get(&c, "/report").await.x_cache(),
+        "HIT",
+        "node 2's refill is shared"
+    );
+    assert_eq!(origin.hits(), hits_after_purge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_by_url_and_prefix_and_soft_purges_reach_the_shared_tier() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} #{n}", seen.uri)).header("cache-control", "max-age=300")
+    })
+    .await;
+    let a = node(&origin, &redis, "").await;
+    for path in ["/v1/a", "/v1/b", "/v2/c"] {
+        fill(&a, path).await;
+    }
+    let purge = |body: serde_json::Value| {
+        let a = &a;
+        async move {
+            let r = a
+                .admin("POST", "/cache/purge")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{body}");
+        }
+    };
+    purge(json!({"urls": [format!("http://{HOST}/v1/a")]})).await;
+    purge(json!({"prefixes": [format!("http://{HOST}/v2/")], "soft": true})).await;
+    // A node started after the purges: /v1/a is gone from the shared tier,
+    // /v1/b is still shared, /v2/c is shared but stale (soft purge).
+    let b = node(&origin, &redis, "").await;
+    let hits = origin.hits();
+    assert_eq!(get(&b, "/v1/b").await.x_cache(), "HIT");
+    assert_eq!(origin.hits(), hits);
+    let r = get(&b, "/v1/a").await;
+    assert_eq!(r.x_cache(), "MISS");
+    assert_eq!(origin.hits(), hits + 1);
+    let r = get(&b, "/v2/c").await;
+    assert_ne!(r.x_cache(), "HIT", "a soft-purged copy is not fresh");
+    assert_eq!(
+        origin.hits(),
+        hits + 2,
+        "the stale copy was revalidated at the origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_stay_local_and_a_dead_redis_is_a_miss_not_an_error() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, _| {
+        let size = if seen.uri.starts_with("/big") {
+            64 * 1024
+        } else {
+            10
+        };
+        Reply::ok(vec![b'x'; size]).header("cache-control", "max-age=300")
+    })
+    .await;
+    let a = node(&origin, &redis, "shared-max-object-size = \"16KiB\"\n").await;
+    let b = node(&origin, &redis, "shared-max-object-size = \"16KiB\"\n").await;
+    assert_eq!(get(&a, "/big").await.status, 200);
+    let skipped = eventually(DEADLINE, || async {
+        a.metric("aside_cluster_shared_cache_total", &["event=\"too_large\""])
+            .await
+            == 1
+    })
+    .await;
+    assert!(skipped);
+    assert_eq!(get(&b, "/big").await.x_cache(), "MISS");
+    assert_eq!(origin.hits(), 2);
+
+    redis.kill().await;
+    for path in ["/small-1", "/small-2", "/small-3"] {
+        let r = get(&b, path).await;
+        assert_eq!(r.status, 200, "{path} failed while Redis was down");
+        assert_eq!(get(&b, path).await.x_cache(), "HIT");
+    }
+    assert!(
+        b.metric("aside_cluster_shared_cache_total", &["event=\"error\""])
+            .await
+            >= 1
+    );
+}
