@@ -227,7 +227,7 @@ def main():
             f"# Cluster benchmark, {time.strftime('%Y-%m-%d %H:%M')}, "
             f"{bench.machine()['cores']} cores {bench.machine()['cpu_model']}",
             "",
-            f"Aside `{opts.aside}`, 3 nodes (2 worker threads each, the default), one redis-server "
+            f"Aside `{opts.aside}`, 3 nodes (`threads = 2`: 2 proxy workers, and the admin API the default half of them, 1), one redis-server "
             f"(appendfsync everysec), all on this machine. {opts.note}",
             "",
             "| measure | result | target | |",
