@@ -45,6 +45,28 @@ pub struct SharedSettings {
     pub max_object_size: usize,
     /// Longest wait for a lookup on the request path.
     pub timeout: Duration,
+    /// How long a node that misses waits for another node's fill of the same
+    /// key (the lease holder's) before it fetches the key itself.
+    pub lease_wait: Duration,
+}
+
+/// How long a lease lives unless renewed; the holder renews it every third of it.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// The longest a node keeps renewing one lease (a fill that takes longer lets
+/// other nodes fetch too).
+const LEASE_MAX_HOLD: Duration = Duration::from_secs(300);
+
+/// What a node that missed locally should do.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The shared copy (promote it and serve it).
+    Hit(Arc<CacheEntry>),
+    /// This node holds the lease: fetch from the origin and fill.
+    Fill,
+    /// Fetch from the origin without a lease (the tier is down, the wait ran
+    /// out, or another local request leads the fill).
+    Miss,
 }
 
 /// Counters for `/metrics`.
@@ -59,6 +81,14 @@ pub struct SharedStats {
     /// Fills not shared because they were over `max_object_size`.
     pub too_large: AtomicU64,
     pub purged: AtomicU64,
+    /// Leases this node took (it fetched for the whole cluster).
+    pub leases: AtomicU64,
+    /// Lookups that waited for another node's fill.
+    pub lease_waits: AtomicU64,
+    /// Waits that ran out (`lease-wait`): the node fetched itself.
+    pub lease_timeouts: AtomicU64,
+    /// Waits that ended with the other node's copy: origin requests avoided.
+    pub origin_avoided: AtomicU64,
 }
 
 struct Names {
@@ -67,13 +97,22 @@ struct Names {
     expiry: String,
     host: String,
     tag: String,
+    lease: String,
 }
 
 struct Scripts {
     fill: Script,
     purge_range: Script,
     purge_entries: Script,
+    acquire: Script,
+    lease: Script,
 }
+
+/// Lookups in progress on this node, so that its concurrent misses of one key
+/// make one Redis conversation.
+type Waits = parking_lot::Mutex<
+    std::collections::HashMap<[u8; 16], tokio::sync::watch::Receiver<Option<Lookup>>>,
+>;
 
 /// The shared tier. Cheap to clone.
 #[derive(Clone)]
@@ -84,6 +123,9 @@ pub struct SharedCache {
     scripts: Arc<Scripts>,
     down_until: Arc<parking_lot::Mutex<Option<Instant>>>,
     stats: Arc<SharedStats>,
+    /// Leases this node holds: hash -> token.
+    leases: Arc<parking_lot::Mutex<std::collections::HashMap<[u8; 16], String>>>,
+    waits: Arc<Waits>,
 }
 
 impl std::fmt::Debug for SharedCache {
@@ -133,15 +175,20 @@ impl SharedCache {
                 expiry: format!("{p}{{c}}:x"),
                 host: format!("{p}{{c}}:o:"),
                 tag: format!("{p}{{c}}:t:"),
+                lease: format!("{p}{{c}}:l:"),
             }),
             scripts: Arc::new(Scripts {
                 fill: Script::new(include_str!("lua/shared_fill.lua")),
                 purge_range: Script::new(include_str!("lua/shared_purge_range.lua")),
                 purge_entries: Script::new(include_str!("lua/shared_purge_entries.lua")),
+                acquire: Script::new(include_str!("lua/shared_acquire.lua")),
+                lease: Script::new(include_str!("lua/shared_lease.lua")),
             }),
             settings: Arc::new(settings),
             down_until: Arc::new(parking_lot::Mutex::new(None)),
             stats: Arc::new(SharedStats::default()),
+            leases: Arc::default(),
+            waits: Arc::default(),
         })
     }
 
@@ -240,10 +287,16 @@ impl SharedCache {
 
     /// Copies a filled entry to the shared tier (entries over the size limit
     /// are skipped). Errors are logged and counted; callers do not wait for it.
-    pub async fn put(&self, entry: &CacheEntry) {
+    ///
+    /// `lease` is the token [`SharedCache::take_lease`] gave for this fill: the
+    /// lease is released with the write (or at once when nothing is written).
+    pub async fn put(&self, entry: &CacheEntry, lease: Option<String>) {
         let size = entry.body.len() + entry.meta_internal.len() + entry.meta_header.len();
         if size > self.settings.max_object_size {
             self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+            if let Some(token) = lease {
+                self.release(entry.hash, token).await;
+            }
             return;
         }
         let h = hex(&entry.hash);
@@ -252,6 +305,7 @@ impl SharedCache {
             .key(format!("{}{h}", self.names.entry))
             .key(&self.names.urls)
             .key(&self.names.expiry)
+            .key(format!("{}{h}", self.names.lease))
             .key(format!("{}{}", self.names.host, entry.host));
         for tag in &entry.tags {
             invocation.key(format!("{}{tag}", self.names.tag));
@@ -269,7 +323,8 @@ impl SharedCache {
             .arg(ms(entry.fresh_until))
             .arg(ms(entry.stale_until))
             .arg(u8::from(entry.soft_purged))
-            .arg(&self.names.entry);
+            .arg(&self.names.entry)
+            .arg(lease.as_deref().unwrap_or(""));
         let result: redis::RedisResult<u8> = async {
             let mut conn = self.conn().await?;
             crate::latency::timed(invocation.invoke_async(&mut conn)).await
@@ -285,6 +340,256 @@ impl SharedCache {
                 tracing::debug!(target: "aside::cluster", error = %e, url = %entry.url, "shared cache tier: write failed");
             }
         }
+    }
+
+    /// After a local miss: the shared copy, or the lease to fetch the key for
+    /// the whole cluster, or (while another node holds the lease) a wait for
+    /// that node's copy, bounded by `lease-wait`. Concurrent misses of one key
+    /// on this node share one lookup; only the first of them gets
+    /// [`Lookup::Fill`], the others [`Lookup::Miss`] (pingora's local lock then
+    /// makes them wait for its fill). Redis errors and timeouts are misses.
+    /// The flag is true for the first of the concurrent lookups (the one that
+    /// should keep a hit in the node's tiers).
+    pub async fn lookup(&self, hash: &[u8; 16]) -> (Lookup, bool) {
+        if self.is_down() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return (Lookup::Miss, false);
+        }
+        if self.leases.lock().contains_key(hash) {
+            // This node is already fetching it.
+            return (Lookup::Miss, false);
+        }
+        let (mut rx, leader) = {
+            let mut waits = self.waits.lock();
+            match waits.get(hash) {
+                Some(rx) => (rx.clone(), false),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    waits.insert(*hash, rx.clone());
+                    let this = self.clone();
+                    let hash = *hash;
+                    // Spawned: a client that goes away cancels nothing.
+                    tokio::spawn(async move {
+                        let outcome = this.resolve(hash).await;
+                        this.waits.lock().remove(&hash);
+                        let _ = tx.send(Some(outcome));
+                    });
+                    (rx, true)
+                }
+            }
+        };
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Lookup::Miss),
+            Err(_) => Lookup::Miss,
+        };
+        match outcome {
+            Lookup::Fill if !leader => (Lookup::Miss, false),
+            other => (other, leader),
+        }
+    }
+
+    /// One node-level lookup: read, take the lease, or wait for the holder.
+    async fn resolve(&self, hash: [u8; 16]) -> Lookup {
+        let h = hex(&hash);
+        let entry_key = format!("{}{h}", self.names.entry);
+        let lease_key = format!("{}{h}", self.names.lease);
+        let token = format!("{:032x}", rand::random::<u128>());
+        let deadline = Instant::now() + self.settings.lease_wait;
+        let mut waited = false;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let call = async {
+                let mut conn = self.conn().await?;
+                crate::latency::timed(
+                    self.scripts
+                        .acquire
+                        .key(&entry_key)
+                        .key(&lease_key)
+                        .arg(&token)
+                        .arg(LEASE_TTL.as_millis() as u64)
+                        .invoke_async::<Vec<redis::Value>>(&mut conn),
+                )
+                .await
+            };
+            let reply = match tokio::time::timeout(self.settings.timeout, call).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.failed("lookup", &e);
+                    return Lookup::Miss;
+                }
+                Err(_) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.failed("lookup", &"timed out");
+                    // A lease taken by the call that timed out would hold
+                    // the others back: give it up (only if it is ours).
+                    let this = self.clone();
+                    let token = token.clone();
+                    tokio::spawn(async move { this.release(hash, token).await });
+                    return Lookup::Miss;
+                }
+            };
+            let mut items = reply.into_iter();
+            let tag = items
+                .next()
+                .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                .unwrap_or_default();
+            match tag.as_str() {
+                "hit" => {
+                    let mut fields = std::collections::HashMap::new();
+                    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                        if let (Ok(k), Ok(v)) = (
+                            redis::from_redis_value::<String>(k),
+                            redis::from_redis_value::<Vec<u8>>(v),
+                        ) {
+                            fields.insert(k, v);
+                        }
+                    }
+                    return match decode(hash, fields) {
+                        Some(entry) if ms(entry.stale_until) > now_ms() => {
+                            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                            if waited {
+                                self.stats.origin_avoided.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Lookup::Hit(Arc::new(entry))
+                        }
+                        _ => {
+                            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                            Lookup::Miss
+                        }
+                    };
+                }
+                "acquired" => {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    self.stats.leases.fetch_add(1, Ordering::Relaxed);
+                    self.leases.lock().insert(hash, token.clone());
+                    let this = self.clone();
+                    tokio::spawn(async move { this.renew(hash, token).await });
+                    return Lookup::Fill;
+                }
+                _ => {
+                    // Held by another node: wait for its copy (polling, with
+                    // a growing pause), then take over if the lease is gone.
+                    if !waited {
+                        waited = true;
+                        self.stats.lease_waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                        self.stats.lease_timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Lookup::Miss;
+                    }
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Keeps a lease alive while this node still holds it.
+    async fn renew(&self, hash: [u8; 16], token: String) {
+        let key = format!("{}{}", self.names.lease, hex(&hash));
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(LEASE_TTL / 3).await;
+            let held = self.leases.lock().get(&hash) == Some(&token);
+            if !held {
+                return;
+            }
+            if started.elapsed() > LEASE_MAX_HOLD {
+                self.abandon(&hash);
+                return;
+            }
+            let renewed: redis::RedisResult<u8> = async {
+                let mut conn = self.conn().await?;
+                self.scripts
+                    .lease
+                    .key(&key)
+                    .arg(&token)
+                    .arg(LEASE_TTL.as_millis() as u64)
+                    .invoke_async(&mut conn)
+                    .await
+            }
+            .await;
+            if !matches!(renewed, Ok(1)) {
+                // Lost (or Redis unreachable): another node may fetch too.
+                let mut leases = self.leases.lock();
+                if leases.get(&hash) == Some(&token) {
+                    leases.remove(&hash);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The token of the lease this node holds for `hash`, taken off the list of
+    /// held leases: the caller's fill ([`SharedCache::put`]) releases it.
+    pub fn take_lease(&self, hash: &[u8; 16]) -> Option<String> {
+        self.leases.lock().remove(hash)
+    }
+
+    /// Gives up the lease for `hash`, if this node holds it (the fetch ended
+    /// without a fill: an uncacheable answer, an error), so that waiting nodes
+    /// fetch at once instead of waiting out the lease.
+    pub fn abandon(&self, hash: &[u8; 16]) {
+        if let Some(token) = self.take_lease(hash) {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return; // No runtime (shutdown): the lease expires by itself.
+            };
+            let this = self.clone();
+            let hash = *hash;
+            runtime.spawn(async move { this.release(hash, token).await });
+        }
+    }
+
+    async fn release(&self, hash: [u8; 16], token: String) {
+        let key = format!("{}{}", self.names.lease, hex(&hash));
+        let released: redis::RedisResult<u8> = async {
+            let mut conn = self.conn().await?;
+            self.scripts
+                .lease
+                .key(&key)
+                .arg(&token)
+                .arg(0)
+                .invoke_async(&mut conn)
+                .await
+        }
+        .await;
+        if let Err(e) = released {
+            tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: lease not released (it expires)");
+        }
+    }
+
+    /// The live shared copies of every Vary variant of `url` (for `GET /cache/entry`).
+    ///
+    /// # Errors
+    /// Redis unreachable or refusing.
+    pub async fn entries_for_url(&self, url: &str) -> redis::RedisResult<Vec<CacheEntry>> {
+        let mut conn = self.conn().await?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(&self.names.urls)
+            .arg(format!("[{url}\n"))
+            .arg(format!("[{url}\n\u{7f}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(64)
+            .query_async(&mut conn)
+            .await?;
+        let mut entries = Vec::new();
+        for member in members {
+            let Some(hash) = member.rsplit_once('\n').and_then(|(_, h)| parse_hex(h)) else {
+                continue;
+            };
+            let fields: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(format!("{}{}", self.names.entry, hex(&hash)))
+                .query_async(&mut conn)
+                .await?;
+            if let Some(entry) = decode(hash, fields).filter(|e| ms(e.stale_until) > now_ms()) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     /// Applies a purge to the shared tier: every entry the selector names (by
@@ -374,6 +679,17 @@ impl SharedCache {
         self.stats.purged.fetch_add(purged, Ordering::Relaxed);
         Ok(purged)
     }
+}
+
+fn parse_hex(h: &str) -> Option<[u8; 16]> {
+    if h.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// An entry from its hash fields; `None` when absent or malformed.

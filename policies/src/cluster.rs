@@ -49,6 +49,10 @@ pub struct Cluster {
     pub shared_max_object_size: u64,
     /// Longest wait for a shared-tier lookup; slower is a miss. Default 10ms.
     pub shared_timeout: Duration,
+    /// With the shared tier: how long a node that misses waits for the node
+    /// fetching the same key (the lease holder) before it fetches it itself.
+    /// Default 10s.
+    pub lease_wait: Duration,
 }
 
 /// Hides the password (and any `user:password@` in the URL) from logs.
@@ -67,6 +71,7 @@ impl std::fmt::Debug for Cluster {
             .field("shared_cache", &self.shared_cache)
             .field("shared_max_object_size", &self.shared_max_object_size)
             .field("shared_timeout", &self.shared_timeout)
+            .field("lease_wait", &self.lease_wait)
             .finish()
     }
 }
@@ -184,6 +189,7 @@ pub(crate) fn validate(f: &FileCluster, env: Env<'_>) -> Result<Cluster, ConfigE
             f.shared_timeout.as_ref(),
             Duration::from_millis(10),
         )?,
+        lease_wait: duration("lease-wait", f.lease_wait.as_ref(), Duration::from_secs(10))?,
     })
 }
 
@@ -272,6 +278,7 @@ pub(crate) fn to_file(c: &Cluster) -> FileCluster {
         shared_cache: Some(c.shared_cache),
         shared_max_object_size: Some(crate::size::format_size(c.shared_max_object_size)),
         shared_timeout: Some(format_duration(c.shared_timeout)),
+        lease_wait: Some(format_duration(c.lease_wait)),
     }
 }
 

@@ -106,6 +106,7 @@ pub struct FileCluster {
     pub shared_cache: Option<bool>,
     pub shared_max_object_size: Option<String>,
     pub shared_timeout: Option<String>,
+    pub lease_wait: Option<String>,
 }
 
 /// `[store]`

@@ -365,7 +365,7 @@ pub fn render_shared(text: &mut String, stats: &aside_cluster::SharedStats) {
     let name = "aside_cluster_shared_cache_total";
     let _ = writeln!(
         text,
-        "# HELP {name} Shared cache tier: lookups (hit, miss, error: failed or slower than shared-timeout), writes (write, write_error, too_large) and entries purged"
+        "# HELP {name} Shared cache tier: lookups (hit, miss, error: failed or slower than shared-timeout), writes (write, write_error, too_large), entries purged, leases taken (lease), waits for another node's fill (lease_wait), waits that ran out (lease_timeout) and waits that ended with the other node's copy (origin_avoided)"
     );
     let _ = writeln!(text, "# TYPE {name} counter");
     for (event, value) in [
@@ -376,6 +376,10 @@ pub fn render_shared(text: &mut String, stats: &aside_cluster::SharedStats) {
         ("write_error", &stats.write_errors),
         ("too_large", &stats.too_large),
         ("purged", &stats.purged),
+        ("lease", &stats.leases),
+        ("lease_wait", &stats.lease_waits),
+        ("lease_timeout", &stats.lease_timeouts),
+        ("origin_avoided", &stats.origin_avoided),
     ] {
         let _ = writeln!(text, "{name}{{event=\"{event}\"}} {}", value.load(Relaxed));
     }

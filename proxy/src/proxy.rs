@@ -131,6 +131,8 @@ pub struct Ctx {
     host: String,
     /// When the request arrived, for the access log.
     started: Instant,
+    /// The cluster lease slot of this request's cache key (shared tier only).
+    lease: Option<Arc<crate::storage::LeaseSlot>>,
     /// When the upstream request was sent, to time the origin.
     upstream_started: Option<Instant>,
     /// How long the origin took to answer headers.
@@ -403,6 +405,7 @@ impl ProxyHttp for AsideProxy {
             scheme: "http",
             host: String::new(),
             started: Instant::now(),
+            lease: None,
             upstream_started: None,
             upstream_time: None,
             upstream_status: None,
@@ -537,7 +540,18 @@ impl ProxyHttp for AsideProxy {
         let primary = route.key_from_url(url.clone(), &lookup);
         let route_tags = ctx.live()?.route_tags[ctx.route].clone();
         let mut key = CacheKey::new(primary, "");
-        key.extensions.insert(KeyInfo { url, route_tags });
+        let lease = self.shared.storage.is_shared().then(|| {
+            Arc::new(crate::storage::LeaseSlot {
+                may_fill: req.method == http::Method::GET,
+                ..Default::default()
+            })
+        });
+        ctx.lease = lease.clone();
+        key.extensions.insert(KeyInfo {
+            url,
+            route_tags,
+            lease,
+        });
         Ok(key)
     }
 
@@ -1087,6 +1101,9 @@ impl ProxyHttp for AsideProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(slot) = &ctx.lease {
+            self.shared.storage.end_of_request(slot);
+        }
         let enabled = match &ctx.live {
             Some(live) => live.config.server.access_log,
             None => self.shared.live.load().config.server.access_log,

@@ -165,6 +165,7 @@ pub fn shared_cache(config: &Config) -> anyhow::Result<Option<aside_cluster::Sha
         redis: redis_settings(c),
         max_object_size: usize::try_from(c.shared_max_object_size).unwrap_or(usize::MAX),
         timeout: c.shared_timeout,
+        lease_wait: c.lease_wait,
     })
     .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
     tracing::info!("cluster mode: cached responses are shared through Redis");

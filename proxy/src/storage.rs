@@ -42,6 +42,20 @@ pub struct KeyInfo {
     /// Tags configured on the route (shared); the origin's `Cache-Tag` /
     /// `Surrogate-Key` are added on fill.
     pub route_tags: Arc<[String]>,
+    /// With the shared cache tier: whether this request may fetch the entry
+    /// for the cluster (a `GET`), and where the lookup records the hash of a
+    /// lease it took, so that the request gives it up at its end if it did not
+    /// fill (`None` without a shared tier: nothing is allocated).
+    pub lease: Option<Arc<LeaseSlot>>,
+}
+
+/// See [`KeyInfo::lease`].
+#[derive(Debug, Default)]
+pub struct LeaseSlot {
+    /// The request may fill (a `GET`).
+    pub may_fill: bool,
+    /// The hash this request's lookup took the cluster's lease for.
+    pub taken: parking_lot::Mutex<Option<[u8; 16]>>,
 }
 
 /// The `host[:port]` of a normalized URL (`scheme://host/...`).
@@ -160,12 +174,46 @@ impl AsideStorage {
     /// After both local tiers missed: the shared tier's copy, promoted into the
     /// local tiers with its own times and blobs (so `Age` counts from the
     /// origin's answer). A slow or failing shared tier is a miss.
-    async fn shared_lookup(&self, hash: &[u8; 16]) -> Option<Arc<CacheEntry>> {
-        let entry = self.shared.as_ref()?.get(hash).await?;
-        if let Err(e) = self.store.cache_fill(entry.clone()).await {
-            tracing::warn!(error = %e, url = %entry.url, "cannot keep the shared copy locally");
+    ///
+    /// A `GET` that misses there too takes the cluster's lease on the key, or
+    /// waits (up to `lease-wait`) for the node that holds it to fill.
+    async fn shared_lookup(&self, key: &CacheKey, hash: &[u8; 16]) -> Option<Arc<CacheEntry>> {
+        let shared = self.shared.as_ref()?;
+        let slot = key
+            .extensions
+            .get::<KeyInfo>()
+            .and_then(|i| i.lease.clone())
+            .filter(|s| s.may_fill);
+        let (entry, promote) = match slot {
+            None => (Arc::new(shared.get(hash).await?), true),
+            Some(slot) => match shared.lookup(hash).await {
+                (aside_cluster::Lookup::Hit(entry), leader) => (entry, leader),
+                (aside_cluster::Lookup::Fill, _) => {
+                    *slot.taken.lock() = Some(*hash);
+                    return None;
+                }
+                (aside_cluster::Lookup::Miss, _) => return None,
+            },
+        };
+        if promote {
+            if let Err(e) = self.store.cache_fill(CacheEntry::clone(&entry)).await {
+                tracing::warn!(error = %e, url = %entry.url, "cannot keep the shared copy locally");
+            }
         }
-        Some(Arc::new(entry))
+        Some(entry)
+    }
+
+    /// Gives up the cluster's lease a request took for `hash` when it ends
+    /// without having filled the entry (called at every request's end).
+    pub fn end_of_request(&self, slot: &LeaseSlot) {
+        if let (Some(shared), Some(hash)) = (&self.shared, slot.taken.lock().take()) {
+            shared.abandon(&hash);
+        }
+    }
+
+    /// Whether the cluster's shared tier is on (requests then carry a [`LeaseSlot`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 }
 
@@ -237,7 +285,7 @@ impl Storage for AsideStorage {
         };
         let entry = match found {
             Some((entry, _tier)) => entry,
-            None => match self.shared_lookup(&hash).await {
+            None => match self.shared_lookup(key, &hash).await {
                 Some(entry) => entry,
                 None => return Ok(None),
             },
@@ -416,6 +464,15 @@ impl HandleHit for AsideHit {
     }
 }
 
+impl Drop for AsideMiss {
+    fn drop(&mut self) {
+        // Dropped without `finish`: the fill failed; let other nodes fetch.
+        if let (Some(entry), Some(shared)) = (&self.entry, &self.shared) {
+            shared.abandon(&entry.hash);
+        }
+    }
+}
+
 /// A fill in progress. Dropped without `finish` = the fill failed: nothing is written.
 struct AsideMiss {
     store: Store,
@@ -438,9 +495,11 @@ impl HandleMiss for AsideMiss {
         let size = self.body.len();
         entry.body = std::mem::take(&mut self.body).freeze();
         if let Some(shared) = self.shared.clone() {
-            // Off the response's path: other nodes find it a moment later.
+            // Off the response's path: other nodes find it a moment later (and
+            // the lease, if this node fetched under one, goes with the write).
+            let lease = shared.take_lease(&entry.hash);
             let copy = entry.clone();
-            tokio::spawn(async move { shared.put(&copy).await });
+            tokio::spawn(async move { shared.put(&copy, lease).await });
         }
         self.store
             .cache_fill(entry)

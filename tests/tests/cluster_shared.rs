@@ -66,6 +66,21 @@ async fn a_fill_on_one_node_is_a_hit_on_the_others_with_the_right_age() {
     let b = node(&origin, &redis, "").await;
     let body = fill(&a, "/report").await;
     assert_eq!(origin.hits(), 1);
+    // The admin API of node 2 says where the entry is: only in the shared tier.
+    let url = format!("http://{HOST}/report");
+    let r = b
+        .admin("GET", "/cache/entry")
+        .query(&[("url", url.as_str()), ("body", "true")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let variants = v["data"]["entries"].as_array().unwrap();
+    assert_eq!(variants.len(), 1, "{v}");
+    assert_eq!(variants[0]["tier"], "shared", "{v}");
+    assert_eq!(variants[0]["body"], body.as_str(), "{v}");
+    assert_eq!(origin.hits(), 1, "looking does not fetch");
     // Let the copy age: Age on the other node counts from the origin's answer.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get(&b, "/report").await;
@@ -203,5 +218,111 @@ async fn large_objects_stay_local_and_a_dead_redis_is_a_miss_not_an_error() {
         b.metric("aside_cluster_shared_cache_total", &["event=\"error\""])
             .await
             >= 1
+    );
+}
+
+/// Sends `n` concurrent GETs of `path`, spread round-robin over `nodes`;
+/// returns the bodies.
+async fn storm(nodes: &[std::sync::Arc<Aside>], path: &str, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let node = nodes[i % nodes.len()].clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let r = get(&node, &path).await;
+            assert_eq!(r.status, 200, "{path} on {}", node.addr);
+            r.text()
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        bodies.push(t.await.unwrap());
+    }
+    bodies
+}
+
+async fn sum(nodes: &[std::sync::Arc<Aside>], event: &str) -> u64 {
+    let mut total = 0;
+    for n in nodes {
+        total += n
+            .metric(
+                "aside_cluster_shared_cache_total",
+                &[&format!("event=\"{event}\"")],
+            )
+            .await;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_misses_over_three_nodes_make_one_origin_request() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} #{n}", seen.uri))
+            .header("cache-control", "max-age=300")
+            .delay(Duration::from_millis(500))
+    })
+    .await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(std::sync::Arc::new(node(&origin, &redis, "").await));
+    }
+    let bodies = storm(&nodes, "/hot", 300).await;
+    assert_eq!(origin.hits(), 1, "one origin request for the whole cluster");
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "every client got the one answer"
+    );
+    assert_eq!(sum(&nodes, "lease").await, 1);
+    assert_eq!(
+        sum(&nodes, "origin_avoided").await,
+        2,
+        "the two other nodes waited"
+    );
+    assert_eq!(sum(&nodes, "lease_timeout").await, 0);
+    // A second key, asked on every node again: one more origin request.
+    storm(&nodes, "/hot-2", 30).await;
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fill_does_not_hold_other_nodes_past_the_lease_wait() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} #{n}", seen.uri))
+            .header("cache-control", "max-age=300")
+            .delay(Duration::from_millis(1500))
+    })
+    .await;
+    let a = std::sync::Arc::new(node(&origin, &redis, "lease-wait = \"200ms\"\n").await);
+    let b = std::sync::Arc::new(node(&origin, &redis, "lease-wait = \"200ms\"\n").await);
+    let first = {
+        let a = a.clone();
+        tokio::spawn(async move { get(&a, "/slow").await })
+    };
+    // Node A holds the lease once the origin has the request.
+    let asked = eventually(DEADLINE, || async { origin.seen().len() == 1 }).await;
+    assert!(asked);
+    let started = std::time::Instant::now();
+    let r = get(&b, "/slow").await;
+    assert_eq!(r.status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500 + 1000),
+        "node B waited {waited:?}: the 200 ms lease-wait, then its own fetch"
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(origin.hits(), 2, "B fetched itself after the wait ran out");
+    assert_eq!(
+        b.metric(
+            "aside_cluster_shared_cache_total",
+            &["event=\"lease_timeout\""]
+        )
+        .await,
+        1
     );
 }

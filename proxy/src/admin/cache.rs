@@ -47,7 +47,8 @@ pub struct EntryView {
     pub status: u16,
     /// Body size in bytes.
     pub size: u64,
-    /// `hot` or `cold`.
+    /// `hot` or `cold` (this node), or `shared` (only in the cluster's shared
+    /// tier, `GET /cache/entry` with `[cluster] shared-cache`).
     pub tier: &'static str,
     #[schema(format = DateTime)]
     pub stored_at: Option<String>,
@@ -320,40 +321,44 @@ pub async fn get_entry(
             let Some((entry, tier)) = state.store.cache_lookup(&summary.hash).await? else {
                 continue;
             };
-            let headers = cache_ops::entry_headers(&entry)?
-                .into_iter()
-                .map(|(name, value)| HeaderView { name, value })
-                .collect();
-            if with_body {
-                body_bytes = body_bytes.saturating_add(entry.body.len().saturating_mul(4) / 3);
-                if body_bytes > max {
-                    return Err(ApiError::AnswerTooLarge { limit: max });
-                }
-            }
-            let (body, body_encoding) = if with_body {
-                match std::str::from_utf8(&entry.body) {
-                    Ok(text) => (Some(text.to_owned()), Some("utf8")),
-                    Err(_) => (
-                        Some(base64::engine::general_purpose::STANDARD.encode(&entry.body)),
-                        Some("base64"),
-                    ),
-                }
-            } else {
-                (None, None)
-            };
             let mut view = entry_view(summary)?;
             view.tier = tier.as_str();
-            entries.push(EntryDetail {
-                entry: view,
-                headers,
-                body,
-                body_encoding,
-            });
+            entries.push(entry_detail(&entry, view, with_body, &mut body_bytes, max)?);
         }
         // Entries are ordered by url: once past ours, the rest are other URLs.
         match page.cursor {
             Some(next) if !past_url => cursor = Some(next),
             _ => break,
+        }
+    }
+    if let Some(shared) = state.purges.shared() {
+        // Variants this node does not hold, as the shared tier has them.
+        match shared.entries_for_url(&url).await {
+            Ok(found) => {
+                for entry in found {
+                    let hash: String = entry.hash.iter().map(|b| format!("{b:02x}")).collect();
+                    if entries.iter().any(|e| e.entry.hash == hash) {
+                        continue;
+                    }
+                    let view = EntryView {
+                        hash,
+                        stored_at: time(entry.stored_at)?,
+                        fresh_until: time(entry.fresh_until)?,
+                        stale_until: time(entry.stale_until)?,
+                        url: entry.url.clone(),
+                        host: entry.host.clone(),
+                        status: entry.status,
+                        size: entry.body.len() as u64,
+                        tier: "shared",
+                        tags: entry.tags.clone(),
+                        soft_purged: entry.soft_purged,
+                    };
+                    entries.push(entry_detail(&entry, view, with_body, &mut body_bytes, max)?);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "GET /cache/entry: shared tier unreachable; local variants only");
+            }
         }
     }
     if entries.is_empty() {
@@ -365,6 +370,44 @@ pub async fn get_entry(
         },
         max,
     )
+}
+
+/// One variant's details: its view, response headers and (with `body`) its body,
+/// counting bodies against the answer limit.
+fn entry_detail(
+    entry: &aside_store::CacheEntry,
+    entry_view: EntryView,
+    with_body: bool,
+    body_bytes: &mut usize,
+    max: usize,
+) -> Result<EntryDetail, ApiError> {
+    let headers = cache_ops::entry_headers(entry)?
+        .into_iter()
+        .map(|(name, value)| HeaderView { name, value })
+        .collect();
+    if with_body {
+        *body_bytes = body_bytes.saturating_add(entry.body.len().saturating_mul(4) / 3);
+        if *body_bytes > max {
+            return Err(ApiError::AnswerTooLarge { limit: max });
+        }
+    }
+    let (body, body_encoding) = if with_body {
+        match std::str::from_utf8(&entry.body) {
+            Ok(text) => (Some(text.to_owned()), Some("utf8")),
+            Err(_) => (
+                Some(base64::engine::general_purpose::STANDARD.encode(&entry.body)),
+                Some("base64"),
+            ),
+        }
+    } else {
+        (None, None)
+    };
+    Ok(EntryDetail {
+        entry: entry_view,
+        headers,
+        body,
+        body_encoding,
+    })
 }
 
 /// Inject (pre-warm) a response for a URL as if the origin had sent it.
