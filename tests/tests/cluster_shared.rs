@@ -326,3 +326,79 @@ async fn a_slow_fill_does_not_hold_other_nodes_past_the_lease_wait() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_each_node_falls_back_to_its_own_single_flight() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} #{n}", seen.uri))
+            .header("cache-control", "max-age=300")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(std::sync::Arc::new(node(&origin, &redis, "").await));
+    }
+    redis.kill().await;
+    let bodies = storm(&nodes, "/while-down", 90).await;
+    assert_eq!(bodies.len(), 90);
+    assert_eq!(
+        origin.hits(),
+        3,
+        "one origin request per node (local single flight), not per client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_variants_stay_apart_in_the_shared_tier() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, _| {
+        let lang = seen
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        Reply::ok(format!("hello in {lang}"))
+            .header("cache-control", "max-age=300")
+            .header("vary", "Accept-Language")
+    })
+    .await;
+    let a = node(&origin, &redis, "").await;
+    let b = node(&origin, &redis, "").await;
+    for lang in ["fr", "de"] {
+        let r = a
+            .request(
+                "GET",
+                "/greeting",
+                &[("host", HOST), ("accept-language", lang)],
+            )
+            .await;
+        assert_eq!(r.text(), format!("hello in {lang}"));
+    }
+    let written = eventually(DEADLINE, || async {
+        a.metric("aside_cluster_shared_cache_total", &["event=\"write\""])
+            .await
+            >= 2
+    })
+    .await;
+    assert!(written);
+    assert_eq!(origin.hits(), 2);
+    for lang in ["de", "fr"] {
+        let r = b
+            .request(
+                "GET",
+                "/greeting",
+                &[("host", HOST), ("accept-language", lang)],
+            )
+            .await;
+        assert_eq!(r.text(), format!("hello in {lang}"), "node 2, {lang}");
+        assert_eq!(r.x_cache(), "HIT", "node 2, {lang}");
+    }
+    assert_eq!(origin.hits(), 2, "both variants came from the shared tier");
+}
