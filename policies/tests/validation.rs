@@ -56,7 +56,7 @@ fn syntax_and_unknown_keys() {
         ),
         (
             &format!("{BASE}ttl-mode = \"x\"\n"),
-            "t.toml:7: route[0].ttl-mode: unknown key (expected one of: name, host, path-prefix, methods, upstream, cache, bypass-headers, bypass-cookies, mode, ttl, default-ttl, min-ttl, max-ttl, heuristic-freshness, heuristic-max, stale-while-revalidate, stale-if-error, stale-if-unreachable, refresh-ahead, cacheable-statuses, cache-authorized, set-cookie, tags, max-object-size, status-ttl, key)",
+            "t.toml:7: route[0].ttl-mode: unknown key (expected one of: name, host, path-prefix, methods, upstream, cache, bypass-headers, bypass-cookies, mode, ttl, default-ttl, min-ttl, max-ttl, heuristic-freshness, heuristic-max, stale-while-revalidate, stale-if-error, stale-if-unreachable, refresh-ahead, warm, cacheable-statuses, cache-authorized, set-cookie, tags, max-object-size, status-ttl, key)",
         ),
         (
             &format!("{BASE}key = {{ ignore = [\"a\"] }}\n"),

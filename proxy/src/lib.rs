@@ -3,10 +3,12 @@
 //! `aside-policies`, plus the admin REST API.
 //!
 //! Architecture: `cli` parses flags and loads the config (`settings`);
-//! `server` opens the store and runs one pingora server with three services:
+//! `server` opens the store and runs one pingora server with its services:
 //! the proxy (`proxy`, whose cache hooks answer pingora-cache's questions with
-//! the route policy, over the `storage` adapter), the admin API (`admin`) and
-//! the SIGHUP reloader. Everything lives in the library so tests build the
+//! the route policy, over the `storage` adapter), the admin API (`admin`, whose
+//! runtime also runs the dashboard's `stats` sampler and start-up warming), the
+//! SIGHUP reloader and, with `[cluster]`, the purge fan-out. ARCHITECTURE.md at
+//! the repository root draws the whole picture. Everything lives in the library so tests build the
 //! same services as the binary.
 
 pub mod admin;

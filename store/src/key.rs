@@ -217,7 +217,7 @@ mod tests {
                 assert_eq!(in_range, matches_prefix(a, p), "{a:?} under {p:?}");
             }
         }
-        // The example of DESIGN.md.
+        // The example of ARCHITECTURE.md ("The store's threads").
         assert!(stored_key("a/b") < stored_key("a-b"));
         assert!("a/b" > "a-b");
     }

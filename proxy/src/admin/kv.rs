@@ -1,5 +1,5 @@
 //! The application KV API: `/kv/items/{key}` (set / get / delete), `/kv/items` (list),
-//! `/kv/get-many` and `/kv/atomic`. Wire shapes follow DESIGN.md ("The application KV API").
+//! `/kv/get-many` and `/kv/atomic`. Wire shapes: README.md ("Application KV API").
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

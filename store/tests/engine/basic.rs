@@ -152,7 +152,7 @@ async fn list_prefix_pages_and_reverse() {
     ));
 }
 
-/// DESIGN.md: listing is ordered part by part, so "a/b" < "a-b" (part "a" <
+/// ARCHITECTURE.md: listing is ordered part by part, so "a/b" < "a-b" (part "a" <
 /// "a-b"), where plain byte order would put "a-b" first ('-' < '/').
 #[tokio::test]
 async fn list_orders_keys_part_by_part() {
