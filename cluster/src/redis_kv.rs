@@ -76,15 +76,11 @@ pub enum ConnectError {
     Url(String),
 }
 
-/// A client whose connection is made on first use and re-made in the background
-/// after a drop (redis-rs `ConnectionManager`); commands are never re-sent, so a
-/// write that failed is reported, not silently applied twice.
+/// A client for `settings` (RESP3, the settings' user and password).
 ///
 /// # Errors
 /// [`ConnectError::Url`] for an address redis-rs does not accept.
-pub fn connection(
-    settings: &RedisSettings,
-) -> std::result::Result<ConnectionManager, ConnectError> {
+pub fn client(settings: &RedisSettings) -> std::result::Result<redis::Client, ConnectError> {
     use redis::IntoConnectionInfo;
     let mut info = settings
         .url
@@ -103,6 +99,19 @@ pub fn connection(
     }
     info = info.set_redis_settings(redis_info);
     let client = redis::Client::open(info).map_err(|e| ConnectError::Url(e.to_string()))?;
+    Ok(client)
+}
+
+/// A client whose connection is made on first use and re-made in the background
+/// after a drop (redis-rs `ConnectionManager`); commands are never re-sent, so a
+/// write that failed is reported, not silently applied twice.
+///
+/// # Errors
+/// [`ConnectError::Url`] for an address redis-rs does not accept.
+pub fn connection(
+    settings: &RedisSettings,
+) -> std::result::Result<ConnectionManager, ConnectError> {
+    let client = client(settings)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(Some(settings.command_timeout))

@@ -98,6 +98,8 @@ struct Names {
     host: String,
     tag: String,
     lease: String,
+    /// Pub/sub channel: the hex of every entry written (waiting nodes wake up).
+    filled: String,
 }
 
 struct Scripts {
@@ -126,6 +128,10 @@ pub struct SharedCache {
     /// Leases this node holds: hash -> token.
     leases: Arc<parking_lot::Mutex<std::collections::HashMap<[u8; 16], String>>>,
     waits: Arc<Waits>,
+    /// Keys this node waits for, woken by the `filled` channel.
+    wakers: Arc<parking_lot::Mutex<std::collections::HashMap<[u8; 16], Arc<tokio::sync::Notify>>>>,
+    /// The subscriber to the `filled` channel, started on the first wait.
+    listener: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for SharedCache {
@@ -176,6 +182,7 @@ impl SharedCache {
                 host: format!("{p}{{c}}:o:"),
                 tag: format!("{p}{{c}}:t:"),
                 lease: format!("{p}{{c}}:l:"),
+                filled: format!("{p}{{c}}:filled"),
             }),
             scripts: Arc::new(Scripts {
                 fill: Script::new(include_str!("lua/shared_fill.lua")),
@@ -189,6 +196,8 @@ impl SharedCache {
             stats: Arc::new(SharedStats::default()),
             leases: Arc::default(),
             waits: Arc::default(),
+            wakers: Arc::default(),
+            listener: Arc::default(),
         })
     }
 
@@ -324,7 +333,8 @@ impl SharedCache {
             .arg(ms(entry.stale_until))
             .arg(u8::from(entry.soft_purged))
             .arg(&self.names.entry)
-            .arg(lease.as_deref().unwrap_or(""));
+            .arg(lease.as_deref().unwrap_or(""))
+            .arg(&self.names.filled);
         let result: redis::RedisResult<u8> = async {
             let mut conn = self.conn().await?;
             crate::latency::timed(invocation.invoke_async(&mut conn)).await
@@ -397,7 +407,12 @@ impl SharedCache {
         let deadline = Instant::now() + self.settings.lease_wait;
         let mut waited = false;
         let mut pause = Duration::from_millis(5);
-        loop {
+        let waker = self.waker(hash);
+        let outcome = loop {
+            // Listening before asking, so that a copy written in between wakes us.
+            let woken = waker.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let call = async {
                 let mut conn = self.conn().await?;
                 crate::latency::timed(
@@ -416,7 +431,7 @@ impl SharedCache {
                 Ok(Err(e)) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     self.failed("lookup", &e);
-                    return Lookup::Miss;
+                    break Lookup::Miss;
                 }
                 Err(_) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -426,7 +441,7 @@ impl SharedCache {
                     let this = self.clone();
                     let token = token.clone();
                     tokio::spawn(async move { this.release(hash, token).await });
-                    return Lookup::Miss;
+                    break Lookup::Miss;
                 }
             };
             let mut items = reply.into_iter();
@@ -445,7 +460,7 @@ impl SharedCache {
                             fields.insert(k, v);
                         }
                     }
-                    return match decode(hash, fields) {
+                    break match decode(hash, fields) {
                         Some(entry) if ms(entry.stale_until) > now_ms() => {
                             self.stats.hits.fetch_add(1, Ordering::Relaxed);
                             if waited {
@@ -465,7 +480,7 @@ impl SharedCache {
                     self.leases.lock().insert(hash, token.clone());
                     let this = self.clone();
                     tokio::spawn(async move { this.renew(hash, token).await });
-                    return Lookup::Fill;
+                    break Lookup::Fill;
                 }
                 _ => {
                     // Held by another node: wait for its copy (polling, with
@@ -478,12 +493,70 @@ impl SharedCache {
                     if now >= deadline {
                         self.stats.misses.fetch_add(1, Ordering::Relaxed);
                         self.stats.lease_timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Lookup::Miss;
+                        break Lookup::Miss;
                     }
-                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    self.listen();
+                    // Woken by the holder's write, or a poll in case a
+                    // notification was lost (pub/sub delivers at most once).
+                    tokio::select! {
+                        () = &mut woken => {}
+                        () = tokio::time::sleep(pause.min(deadline - now)) => {}
+                    }
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
             }
+        };
+        self.wakers.lock().remove(&hash);
+        outcome
+    }
+
+    fn waker(&self, hash: [u8; 16]) -> Arc<tokio::sync::Notify> {
+        self.wakers.lock().entry(hash).or_default().clone()
+    }
+
+    /// Starts the subscriber to the `filled` channel (once): it wakes the
+    /// lookups waiting for the key a node just wrote.
+    fn listen(&self) {
+        if self.listener.initialized() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = this.listener.set(()).is_ok();
+            if started {
+                this.subscribe().await;
+            }
+        });
+    }
+
+    async fn subscribe(&self) {
+        use futures_util::StreamExt as _;
+        loop {
+            let client = match crate::redis_kv::client(&self.settings.redis) {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    if pubsub.subscribe(&self.names.filled).await.is_ok() {
+                        let mut messages = pubsub.on_message();
+                        while let Some(msg) = messages.next().await {
+                            let Ok(payload) = msg.get_payload::<String>() else {
+                                continue;
+                            };
+                            if let Some(hash) = parse_hex(&payload) {
+                                if let Some(waker) = self.wakers.lock().get(&hash) {
+                                    waker.notify_waiters();
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: cannot subscribe; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

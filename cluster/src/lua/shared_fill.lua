@@ -5,7 +5,8 @@
 --       7 meta header, 8 body, 9 stored_at ms, 10 fresh_until ms, 11 stale_until ms,
 --       12 soft-purged (0/1), 13 entry key prefix (to sweep expired index rows),
 --       14 the lease token this node fetched under ('' for none): the lease is
---       released with the write, so waiting nodes find the copy when it goes.
+--       released with the write, so waiting nodes find the copy when it goes,
+--       15 the channel on which the hex is published (waiting nodes wake up).
 -- Returns 1 when written, 0 when the entry was already past its stale window.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -42,4 +43,5 @@ for _, m in ipairs(old) do
   redis.call('ZREM', KEYS[3], m)
 end
 release()
+redis.call('PUBLISH', ARGV[15], ARGV[1])
 return 1
