@@ -359,6 +359,26 @@ pub fn render_cluster(text: &mut String, stats: &aside_cluster::PurgeStats) {
     let _ = writeln!(text, "{name}_count {}", h.count);
 }
 
+/// Appends each upstream's circuit breaker state, one-hot over its three states.
+pub fn render_breakers(text: &mut String, breakers: &[(String, &'static str)]) {
+    let name = "aside_origin_breaker_state";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Circuit breaker state per upstream: 1 for the current state (closed, half-open, open)"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for (upstream, current) in breakers {
+        let upstream = upstream.replace('\\', "\\\\").replace('"', "\\\"");
+        for state in ["closed", "half-open", "open"] {
+            let _ = writeln!(
+                text,
+                "{name}{{upstream=\"{upstream}\",state=\"{state}\"}} {}",
+                u8::from(*current == state)
+            );
+        }
+    }
+}
+
 /// Appends the shared cache tier's figures (`[cluster] shared-cache`).
 pub fn render_shared(text: &mut String, stats: &aside_cluster::SharedStats) {
     use std::sync::atomic::Ordering::Relaxed;

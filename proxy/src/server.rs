@@ -247,6 +247,18 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         token: token.into(),
         reload: reload_fn.clone(),
         config_path,
+        breakers: {
+            let shared = shared.clone();
+            Arc::new(move || {
+                shared
+                    .live
+                    .load()
+                    .upstreams
+                    .iter()
+                    .map(|u| (u.config.name.clone(), u.guard.breaker_state()))
+                    .collect()
+            })
+        },
     });
     let mut admin_service = background_service(
         "admin api",

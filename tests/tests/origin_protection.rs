@@ -101,6 +101,18 @@ async fn the_breaker_opens_after_consecutive_failures_then_lets_one_probe_throug
     assert_eq!(body["error"]["code"], "origin_circuit_open");
     assert!(!open.header("retry-after").is_empty());
     assert_eq!(origin.hits(), 3, "an open breaker sends nothing");
+    let state = |s: &'static str| {
+        let aside = &aside;
+        async move {
+            aside
+                .metric(
+                    "aside_origin_breaker_state",
+                    &["upstream=\"origin\"", &format!("state=\"{s}\"")],
+                )
+                .await
+        }
+    };
+    assert_eq!((state("open").await, state("closed").await), (1, 0));
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // Half-open: one probe goes; it fails, so the breaker opens again.
@@ -108,6 +120,7 @@ async fn the_breaker_opens_after_consecutive_failures_then_lets_one_probe_throug
     assert_eq!(origin.hits(), 4);
     assert_eq!(aside.get("/x").await.status, 503);
     assert_eq!(origin.hits(), 4);
+    assert_eq!(state("open").await, 1);
 }
 
 #[tokio::test]

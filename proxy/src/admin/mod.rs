@@ -76,7 +76,12 @@ pub struct AdminParts {
     pub reload: Arc<crate::server::ReloadFn>,
     /// The config file (`None` when started with `--to`), for `GET /admin/config`.
     pub config_path: Option<Arc<std::path::Path>>,
+    /// Each upstream's circuit breaker state (`closed`, `half-open`, `open`), for `/metrics`.
+    pub breakers: Arc<BreakersFn>,
 }
+
+/// Reads every upstream's circuit breaker state: `(upstream, state)`.
+pub type BreakersFn = dyn Fn() -> Vec<(String, &'static str)> + Send + Sync;
 
 /// The success envelope: `{"data": ...}`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -111,6 +111,7 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Json<Data<Reloade
 )]
 pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     let mut text = crate::metrics::render(&state.store.stats());
+    crate::metrics::render_breakers(&mut text, &(state.breakers)());
     if let Some(stats) = state.purges.stats() {
         crate::metrics::render_cluster(&mut text, stats);
     }

@@ -71,6 +71,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
         token: Arc::from(TOKEN),
         reload,
         config_path: None,
+        breakers: Arc::new(Vec::new),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
