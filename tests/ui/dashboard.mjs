@@ -393,7 +393,12 @@ async function main() {
       if (!expected) problems.push(`console ${msg.type()}: ${msg.text()}${where ? ` (${where})` : ''}`);
     });
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('requestfailed', (req) => problems.push(`request failed: ${req.method()} ${req.url()}: ${req.failure()?.errorText}`));
+    page.on('requestfailed', (req) => {
+      // A GET still in flight when the test navigates or reloads is cancelled by
+      // the browser (net::ERR_ABORTED): not a failure of the page or the server.
+      if (req.method() === 'GET' && req.failure()?.errorText === 'net::ERR_ABORTED') return;
+      problems.push(`request failed: ${req.method()} ${req.url()}: ${req.failure()?.errorText}`);
+    });
     page.on('response', (res) => {
       if (res.status() >= 400 && !isAllowed(res.status(), res.request().method(), res.url())) {
         problems.push(`failed request: ${res.request().method()} ${res.url()} answered ${res.status()}`);
