@@ -235,12 +235,19 @@ async function scenario(page) {
     await waitVisible(page, '#cache-search', 'the cache search form');
     await setValue(page, '#cache-prefix', `${PROXY}/ui-test/${RUN}/`);
     await page.click('#cache-search button[type="submit"]');
-    await waitIn(page, 'the test entries in the cache list', (run) => [...document.querySelectorAll('#cache-list tr[data-url]')]
-      .filter((tr) => tr.dataset.url.includes(`/ui-test/${run}/`)).length >= 2, RUN);
-    const rows = await page.$$eval('#cache-list tr[data-url]', (trs) => trs.map((tr) => ({
-      url: tr.dataset.url,
-      cells: [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()),
-    })));
+    // The page first lists everything, then re-renders for the search (the
+    // filter goes into the URL, and the list may be rebuilt while we look):
+    // take the rows in the same evaluation that sees the filtered list complete.
+    const found = await waitIn(page, 'the test entries in the filtered cache list', ([run, n]) => {
+      const trs = [...document.querySelectorAll('#cache-list tr[data-url]')];
+      if (!location.hash.includes('prefix=') || trs.length !== n
+        || !trs.every((tr) => tr.dataset.url.includes(`/ui-test/${run}/`))) return false;
+      return trs.map((tr) => ({
+        url: tr.dataset.url,
+        cells: [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()),
+      }));
+    }, [RUN, PATHS.length]);
+    const rows = await found.jsonValue();
     assert(rows.length === PATHS.length, `the list shows ${rows.length} entries for the prefix, expected ${PATHS.length}`);
     const [first] = rows;
     assert(first.url.startsWith(`${PROXY}/ui-test/${RUN}/`), `unexpected URL form in the list: ${first.url}`);
@@ -248,10 +255,12 @@ async function scenario(page) {
     assert(/^(hot|cold)$/.test(first.cells[2]), `tier cell: "${first.cells[2]}"`);
     assert(/\d+m|\d+s/.test(first.cells[3]), `TTL cell: "${first.cells[3]}"`);
     target = rows[rows.length - 1].url;
+    await waitVisible(page, '#cache-list tr[data-url]', 'the cache list');
     await screenshot(page, 'cache.png');
   });
 
   await step('an entry shows the headers of its variants', async () => {
+    await waitVisible(page, '#cache-list tr[data-url] td.url a', 'the cache list');
     const other = await page.$eval('#cache-list tr[data-url] td.url a', (a) => a.getAttribute('href'));
     await go(page, other);
     await waitVisible(page, '#entry-details .variant', 'the entry details');
