@@ -12,11 +12,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration so that [`parse_duration`] gives it back exactly.
+///
+/// From 30 days on, whole days are written as days: humantime would write a
+/// year as `11months 30days 3h 50m 24s` (its month is 30.44 days).
 pub fn format_duration(d: Duration) -> String {
+    const DAY: u64 = 86_400;
     if d.is_zero() {
         return "0s".to_owned();
     }
-    humantime::format_duration(d).to_string()
+    let days = d.as_secs() / DAY;
+    if days < 30 {
+        return humantime::format_duration(d).to_string();
+    }
+    let rest = d - Duration::from_secs(days * DAY);
+    if rest.is_zero() {
+        format!("{days}days")
+    } else {
+        format!("{days}days {}", humantime::format_duration(rest))
+    }
 }
 
 #[cfg(test)]
@@ -32,11 +45,22 @@ mod tests {
             ("250ms", Duration::from_millis(250)),
             ("0s", Duration::ZERO),
             ("365days", Duration::from_secs(365 * 86400)),
+            ("45days 1h 2s", Duration::from_secs(45 * 86400 + 3602)),
+            ("2days 1h", Duration::from_secs(2 * 86400 + 3600)),
         ];
         for (text, want) in table {
             assert_eq!(parse_duration(text), Ok(*want), "{text}");
             assert_eq!(parse_duration(&format_duration(*want)), Ok(*want));
         }
+        assert_eq!(format_duration(Duration::from_secs(365 * 86400)), "365days");
+        assert_eq!(
+            format_duration(Duration::from_secs(45 * 86400 + 3602)),
+            "45days 1h 2s"
+        );
+        assert_eq!(
+            format_duration(Duration::from_secs(2 * 86400 + 3600)),
+            "2days 1h"
+        );
     }
 
     #[test]
