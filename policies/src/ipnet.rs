@@ -1,4 +1,6 @@
-//! IP networks for the PURGE allow-list: `"10.0.0.0/8"`, `"::1"`.
+//! IP networks for the PURGE allow-list: `"10.0.0.0/8"`, `"::1"`. A thin
+//! newtype over the `ipnet` crate that adds the config file's error messages,
+//! bare addresses as single-host networks, and IPv4-mapped peers.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,46 +10,42 @@ use std::str::FromStr;
 /// single-host network (`/32` or `/128`). Host bits are cleared on parse, so
 /// `10.1.2.3/8` equals `10.0.0.0/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     /// `127.0.0.0/8`.
-    pub const LOOPBACK_V4: IpNet = IpNet {
-        addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)),
-        prefix: 8,
-    };
+    pub const LOOPBACK_V4: IpNet = IpNet(ipnet::IpNet::V4(
+        match ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8) {
+            Ok(net) => net,
+            Err(_) => panic!("8 is a valid IPv4 prefix"),
+        },
+    ));
     /// `::1/128`.
-    pub const LOOPBACK_V6: IpNet = IpNet {
-        addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        prefix: 128,
-    };
+    pub const LOOPBACK_V6: IpNet = IpNet(ipnet::IpNet::V6(
+        match ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128) {
+            Ok(net) => net,
+            Err(_) => panic!("128 is a valid IPv6 prefix"),
+        },
+    ));
 
     /// A network from an address and a prefix length.
     ///
     /// # Errors
     /// When the prefix is longer than the address (32 for IPv4, 128 for IPv6).
     pub fn try_new(addr: IpAddr, prefix: u8) -> Result<Self, String> {
-        let max = max_prefix(addr);
-        if prefix > max {
-            return Err(format!("prefix /{prefix} is longer than /{max}"));
-        }
-        Ok(IpNet {
-            addr: mask(addr, prefix),
-            prefix,
-        })
+        ipnet::IpNet::new(addr, prefix)
+            .map(|net| IpNet(net.trunc()))
+            .map_err(|_| format!("prefix /{prefix} is longer than /{}", max_prefix(addr)))
     }
 
     /// The network address (host bits cleared).
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// The prefix length.
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses
@@ -58,12 +56,7 @@ impl IpNet {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                mask(ip, self.prefix) == self.addr
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -71,29 +64,6 @@ fn max_prefix(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix)
-            };
-            IpAddr::V4((bits & m).into())
-        }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix)
-            };
-            IpAddr::V6((bits & m).into())
-        }
     }
 }
 
@@ -117,7 +87,7 @@ impl FromStr for IpNet {
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
