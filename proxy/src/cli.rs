@@ -30,7 +30,7 @@ pub struct Args {
     pub to: Option<String>,
 
     /// With --to: cache every cacheable response for this long (override mode), e.g. "5m".
-    #[arg(long, value_name = "DURATION", requires = "to", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", requires = "to", value_parser = aside_policies::parse_duration)]
     pub ttl: Option<Duration>,
 
     /// Proxy listen address (overrides the config). Default 127.0.0.1:8080.
@@ -65,10 +65,6 @@ pub enum Command {
     /// Admin API clients: `kv`, `cache`, `stats`, `reload`.
     #[command(flatten)]
     Client(crate::client::ClientCommand),
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration, e.g. \"5m\": {e}"))
 }
 
 /// Entry point used by `main.rs`.

@@ -23,6 +23,7 @@ mod fields;
 pub mod metrics;
 pub mod protect;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod stats;

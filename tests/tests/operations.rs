@@ -12,7 +12,13 @@ async fn sigterm_drains_in_flight_requests_and_exits_quickly() {
     let url = aside.url("/drain");
     let client = aside.client.clone();
     let inflight = tokio::spawn(async move { client.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request is in flight once the origin has it.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !origin.seen().is_empty()
+        })
+        .await
+    );
 
     let started = Instant::now();
     let mut aside = aside;

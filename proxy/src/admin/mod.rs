@@ -73,7 +73,7 @@ pub struct AdminParts {
     pub token: Arc<str>,
     /// Re-reads the config file; `Ok` lists changed settings that only a restart
     /// applies, `Err` carries the validation message for the client.
-    pub reload: Arc<crate::server::ReloadFn>,
+    pub reload: Arc<crate::reload::ReloadFn>,
     /// The config file (`None` when started with `--to`), for `GET /admin/config`.
     pub config_path: Option<Arc<std::path::Path>>,
     /// Each upstream's circuit breaker state (`closed`, `half-open`, `open`), for `/metrics`.

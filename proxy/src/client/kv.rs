@@ -99,9 +99,9 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs);
     }
-    humantime::parse_duration(s)
+    aside_policies::parse_duration(s)
         .map(|d| d.as_secs())
-        .map_err(|e| format!("{s:?} is neither seconds nor a duration such as \"10m\": {e}"))
+        .map_err(|_| format!("{s:?} is neither seconds nor a duration such as \"10m\""))
 }
 
 fn item_path(key: &str) -> String {
