@@ -21,10 +21,10 @@ use super::{AdminState, Data};
 
 /// Where item keys start in the request path.
 pub const ITEMS_PREFIX: &str = "/kv/items/";
-/// Largest `limit` of a list call and most keys of a get-many call.
-pub const MAX_PAGE: usize = 1000;
-/// Default `limit` of a list call.
-pub const DEFAULT_PAGE: usize = 100;
+/// Largest `limit` of a list call and most keys of a get-many call: the store's.
+pub const MAX_PAGE: usize = aside_store::MAX_LIST_LIMIT;
+/// Default `limit` of a list call: the store's.
+pub const DEFAULT_PAGE: usize = aside_store::DEFAULT_LIST_LIMIT;
 
 /// The `limit` parameter of a listing: default [`DEFAULT_PAGE`], 1..=[`MAX_PAGE`].
 pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
@@ -37,8 +37,8 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
         )))
     }
 }
-/// Most checks, and most mutations, in one atomic call.
-pub const MAX_ATOMIC_OPS: usize = 1000;
+/// Most checks, and most mutations, in one atomic call: the store's.
+pub const MAX_ATOMIC_OPS: usize = aside_store::MAX_ATOMIC_OPS;
 
 /// Description of the `{key}` path parameter; its pattern is set by `openapi`.
 const KEY_PARAM_DOC: &str = "Key: 1 to 512 bytes (UTF-8), no control characters. A key of \
