@@ -108,6 +108,7 @@ struct Scripts {
     purge_entries: Script,
     acquire: Script,
     lease: Script,
+    refresh: Script,
 }
 
 /// Lookups in progress on this node, so that its concurrent misses of one key
@@ -190,6 +191,7 @@ impl SharedCache {
                 purge_entries: Script::new(include_str!("lua/shared_purge_entries.lua")),
                 acquire: Script::new(include_str!("lua/shared_acquire.lua")),
                 lease: Script::new(include_str!("lua/shared_lease.lua")),
+                refresh: Script::new(include_str!("lua/shared_refresh.lua")),
             }),
             settings: Arc::new(settings),
             down_until: Arc::new(parking_lot::Mutex::new(None)),
@@ -631,6 +633,41 @@ impl SharedCache {
         .await;
         if let Err(e) = released {
             tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: lease not released (it expires)");
+        }
+    }
+
+    /// After this node revalidated `hash` (a 304): the shared copy takes the new
+    /// meta and freshness, so other nodes do not revalidate it again. Errors
+    /// are logged and counted; callers do not wait for it.
+    pub async fn refresh(
+        &self,
+        hash: [u8; 16],
+        meta_internal: &[u8],
+        meta_header: &[u8],
+        fresh_until: SystemTime,
+        stale_until: SystemTime,
+    ) {
+        let h = hex(&hash);
+        let result: redis::RedisResult<u8> = async {
+            let mut conn = self.conn().await?;
+            crate::latency::timed(
+                self.scripts
+                    .refresh
+                    .key(format!("{}{h}", self.names.entry))
+                    .key(&self.names.expiry)
+                    .arg(meta_internal)
+                    .arg(meta_header)
+                    .arg(ms(fresh_until))
+                    .arg(ms(stale_until))
+                    .arg(&h)
+                    .invoke_async(&mut conn),
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = result {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: refresh after 304 failed");
         }
     }
 

@@ -387,11 +387,21 @@ impl Storage for AsideStorage {
         _trace: &SpanHandle,
     ) -> Result<bool> {
         let (internal, header) = meta.serialize()?;
+        let (internal, header) = (Bytes::from(internal), Bytes::from(header));
+        let hash = key.combined_bin();
+        if let Some(shared) = self.shared.clone() {
+            // The other nodes get the revalidated copy too (off the response's path).
+            let (internal, header) = (internal.clone(), header.clone());
+            let (fresh, stale) = (meta.fresh_until(), stale_until(meta));
+            tokio::spawn(async move {
+                shared.refresh(hash, &internal, &header, fresh, stale).await;
+            });
+        }
         self.store
             .cache_update_meta(
-                &key.combined_bin(),
-                Bytes::from(internal),
-                Bytes::from(header),
+                &hash,
+                internal,
+                header,
                 meta.fresh_until(),
                 stale_until(meta),
             )

@@ -402,3 +402,53 @@ async fn vary_variants_stay_apart_in_the_shared_tier() {
     }
     assert_eq!(origin.hits(), 2, "both variants came from the shared tier");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_on_one_node_refreshes_the_shared_copy() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start(|seen, _| {
+        if seen.headers.get("if-none-match").is_some() {
+            Reply::status(304, "")
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=1")
+        } else {
+            Reply::ok("versioned")
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=1")
+        }
+    })
+    .await;
+    let a = node(&origin, &redis, "").await;
+    let b = node(&origin, &redis, "").await;
+    fill(&a, "/etag").await;
+    // The shared copy's freshness as node 2's admin API reports it.
+    let shared_fresh_until = || async {
+        let url = format!("http://{HOST}/etag");
+        let r = b
+            .admin("GET", "/cache/entry")
+            .query(&[("url", url.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["data"]["entries"][0]["freshUntil"].clone()
+    };
+    let before = shared_fresh_until().await;
+    assert!(before.is_string(), "{before}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Expired on node 1: it revalidates (304), and the shared copy is fresh again.
+    let r = get(&a, "/etag").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.hits(), 2);
+    let conditional = origin.seen()[1].headers.get("if-none-match").is_some();
+    assert!(conditional, "node 1 revalidated with If-None-Match");
+    let refreshed = eventually(DEADLINE, || async { shared_fresh_until().await != before }).await;
+    assert!(refreshed, "the shared copy kept its old freshness");
+    // Node 2 finds a fresh copy: no request of its own (within the new second).
+    let r = get(&b, "/etag").await;
+    assert_eq!(r.text(), "versioned");
+    assert_eq!(r.x_cache(), "HIT", "{:?}", r.header("cache-status"));
+    assert_eq!(origin.hits(), 2, "node 2 revalidated the shared copy again");
+}
