@@ -65,7 +65,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the harness helpers: free_port, spawn, wait_port, stop_all, machine)
-from storm import Conn, pct  # noqa: E402  (the storm client's response parser)
+from storm import Conn, pct, read_responses  # noqa: E402  (the storm client)
 
 TOKEN = "bench-shared-token-0123456789"
 HOST = "api.bench"
@@ -201,25 +201,7 @@ def storm(nodes, path, per_node, timeout=30.0):
     for _, c in conns:
         if c.failed:
             ep.unregister(c.sock.fileno())
-    deadline = clock() + timeout
-    while pending and clock() < deadline:
-        for fd, _ in ep.poll(0.5):
-            c = by_fd[fd]
-            try:
-                data = c.sock.recv(262144)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                data, c.failed = b"", str(e)
-            if not data:
-                c.failed = c.failed or "closed before the response ended"
-            elif not c.feed(data):
-                continue
-            else:
-                c.t1 = clock()
-            ep.unregister(fd)
-            pending -= 1
-    ep.close()
+    read_responses(ep, by_fd, pending, timeout)
     lat_all, lat_node = [], collections.defaultdict(list)
     statuses, failed, xcache = collections.Counter(), 0, collections.Counter()
     for i, c in conns:

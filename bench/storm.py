@@ -59,26 +59,10 @@ def pct(sorted_vals, p):
     return sorted_vals[i]
 
 
-def storm(host, port, path, n, timeout):
-    conns = []
-    for _ in range(n):
-        s = socket.create_connection((host, port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        conns.append(Conn(s))
-    time.sleep(0.2)  # let the server finish its accepts
-    ep = select.epoll(n + 1)
-    by_fd = {}
-    for c in conns:
-        by_fd[c.sock.fileno()] = c
-        ep.register(c.sock.fileno(), select.EPOLLIN)
-    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: aside-bench-storm\r\n\r\n").encode()
+def read_responses(ep, by_fd, pending, timeout):
+    """Reads until `pending` connections of `by_fd` (fd -> Conn) have a whole
+    response (stamping `t1`) or failed, or `timeout` passes; closes `ep`."""
     clock = time.perf_counter
-    for c in conns:
-        c.t0 = clock()
-        c.sock.send(req)
-    spread = (conns[-1].t0 - conns[0].t0) * 1000
-    pending = n
     deadline = clock() + timeout
     while pending and clock() < deadline:
         for fd, _ in ep.poll(0.5):
@@ -98,6 +82,28 @@ def storm(host, port, path, n, timeout):
             ep.unregister(fd)
             pending -= 1
     ep.close()
+
+
+def storm(host, port, path, n, timeout):
+    conns = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        conns.append(Conn(s))
+    time.sleep(0.2)  # let the server finish its accepts
+    ep = select.epoll(n + 1)
+    by_fd = {}
+    for c in conns:
+        by_fd[c.sock.fileno()] = c
+        ep.register(c.sock.fileno(), select.EPOLLIN)
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: aside-bench-storm\r\n\r\n").encode()
+    clock = time.perf_counter
+    for c in conns:
+        c.t0 = clock()
+        c.sock.send(req)
+    spread = (conns[-1].t0 - conns[0].t0) * 1000
+    read_responses(ep, by_fd, n, timeout)
     lat, statuses, failed = [], {}, 0
     for c in conns:
         c.sock.close()

@@ -35,4 +35,4 @@ pub use purge::{
     Receipt, StreamId, WaitOutcome,
 };
 pub use redis_kv::{connection, ConnectError, RedisKv, RedisSettings};
-pub use shared::{Lookup, SharedCache, SharedSettings, SharedStats, LEASE_TTL};
+pub use shared::{Lookup, SharedCache, SharedSettings, SharedStats};
