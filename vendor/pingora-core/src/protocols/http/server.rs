@@ -206,6 +206,23 @@ impl Session {
         }
     }
 
+    /// Aside patch (vendor/PATCHES.md): write a final response header the
+    /// caller serialized (see `v1::server::HttpSession::write_response_head_serialized`).
+    /// HTTP/1 only: `Ok(false)` on other sessions, with nothing written.
+    pub async fn write_response_head_serialized(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        head: bytes::BytesMut,
+    ) -> Result<bool> {
+        match self {
+            Self::H1(s) => {
+                s.write_response_head_serialized(resp, head).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

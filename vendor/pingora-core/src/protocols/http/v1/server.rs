@@ -677,6 +677,65 @@ impl HttpSession {
         }
     }
 
+    /// Aside patch (vendor/PATCHES.md): [`Self::write_response_header`] for a
+    /// final response whose status line and fields the caller serialized in
+    /// `head` (each line ending in CRLF), without `Connection` and without the
+    /// empty line that ends the header block: both are added here by the same
+    /// rules as `write_response_header`, which also adds `Date` only when
+    /// missing (the caller's `head` must have one). `header` is the same
+    /// response, with at least its status and framing fields
+    /// (`Content-Length` / `Transfer-Encoding`); it is kept as the written
+    /// response. Not for 1xx responses or upgrades.
+    pub async fn write_response_head_serialized(
+        &mut self,
+        header: Box<ResponseHeader>,
+        mut head: BytesMut,
+    ) -> Result<()> {
+        if header.status.is_informational() {
+            return Error::e_explain(InternalError, "serialized head of a 1xx response");
+        }
+        if self.response_written.is_some() {
+            warn!("Respond header is already sent, cannot send again");
+            return Ok(());
+        }
+        // The rest follows `prepare_response_header` for a final response.
+        if self.close_on_response_before_downstream_finish
+            && (self.request_header.is_none() || !self.is_body_done())
+        {
+            self.set_keepalive(None);
+        }
+        if self.update_resp_headers {
+            let connection_value: &[u8] = if self.will_keepalive() {
+                b"keep-alive"
+            } else {
+                b"close"
+            };
+            head.put_slice(b"Connection: ");
+            head.put_slice(connection_value);
+            head.put_slice(CRLF);
+        }
+        self.init_body_writer(&header);
+        if self.body_writer.is_close_delimited() {
+            self.set_keepalive(None);
+        }
+        head.put_slice(CRLF);
+        match self.underlying_stream.write_all(&head).await {
+            Ok(()) => {
+                if header.headers.get(header::CONTENT_LENGTH).is_none()
+                    || self.body_writer.finished()
+                {
+                    self.underlying_stream
+                        .flush()
+                        .await
+                        .or_err(WriteError, "flushing response header")?;
+                }
+                self.response_written = Some(header);
+                Ok(())
+            }
+            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        }
+    }
+
     /// Return the response header if it is already sent.
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         self.response_written.as_deref()
