@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Profile Aside's hit path (issue 7): one hot key, keep-alive load, then either
+"""Profile Aside's hit path (issue 7), or nginx proxy_cache's the same way (`--server nginx`,
+one process with `master_process off`): one hot key, keep-alive load, then either
 
   --tool callgrind   instructions per request, reproducible on a noisy machine
                      (collection starts after the warm-up, so startup is excluded)
@@ -39,6 +40,28 @@ class ProfiledAside(bench.Aside):
         bench.wait_port(self.port, self.proc, self.log, "aside", timeout=120)
 
 
+class ProfiledNginx(bench.NginxCache):
+    """nginx proxy_cache as the bench runs it, in one process (`master_process
+    off`: the worker's work happens in the process valgrind watches)."""
+
+    def __init__(self, work, wrapper):
+        super().__init__(work)
+        self.wrapper = wrapper
+
+    def start(self, origin_port):
+        for d in ("client_body", "proxy_temp", "fastcgi", "uwsgi", "scgi", "cache"):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        conf = bench.render("nginx-cache.conf", os.path.join(self.dir, "nginx.conf"),
+                            PREFIX=self.dir, PORT=self.port, ORIGIN_PORT=origin_port)
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write("master_process off;\n" + text)
+        self.proc = bench.spawn(bench.pin(bench.SERVER_CPU) + self.wrapper
+                                + [bench.nginx_bin(), "-c", conf, "-p", self.dir], self.log)
+        bench.wait_port(self.port, self.proc, self.log, "nginx (cache)", timeout=120)
+
+
 def ir_total(path):
     with open(path) as fh:
         for line in fh:
@@ -49,7 +72,9 @@ def ir_total(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--aside", required=True)
+    ap.add_argument("--aside", help="the Aside binary (required unless --server nginx)")
+    ap.add_argument("--server", choices=["aside", "nginx"], default="aside",
+                    help="what to profile: Aside, or nginx proxy_cache measured the same way")
     ap.add_argument("--tool", choices=["callgrind", "perf"], default="callgrind")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--seconds", type=int, default=20)
@@ -59,7 +84,10 @@ def main():
                     help="> 1: uniform random keys over this many (cold-tier path with --hot 8MiB)")
     ap.add_argument("--hot", default="64MiB", help="Aside's hot-tier capacity")
     opts = ap.parse_args()
-    opts.aside = os.path.abspath(opts.aside)
+    if opts.server == "aside":
+        if not opts.aside:
+            ap.error("--aside is required to profile Aside")
+        opts.aside = os.path.abspath(opts.aside)
 
     work = tempfile.mkdtemp(prefix="aside-profile-")
     out = os.path.join(work, "callgrind.out")
@@ -68,20 +96,23 @@ def main():
         wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     try:
         origin = bench.Origin(work)
-        aside = ProfiledAside(work, opts.aside, opts.hot, wrapper)
-        aside.start(origin.port)
+        if opts.server == "nginx":
+            server = ProfiledNginx(work, wrapper)
+        else:
+            server = ProfiledAside(work, opts.aside, opts.hot, wrapper)
+        server.start(origin.port)
         if opts.keys > 1:
             paths = [bench.key_path(opts.size, k) for k in range(1, opts.keys + 1)]
-            bench.warm(aside, paths)
-            bench.warm(aside, paths)
+            bench.warm(server, paths)
+            bench.warm(server, paths)
             script, env, path = "keys.lua", {"BENCH_KEYS": opts.keys, "BENCH_SIZE": opts.size}, "/"
         else:
             path = bench.fixed_path(opts.size)
             for _ in range(20):
-                bench.check_response(aside, path, opts.size)
+                bench.check_response(server, path, opts.size)
             script, env = "fixed.lua", {}
         before = origin.total()
-        target_pid = aside.proc.pid
+        target_pid = server.proc.pid
         if opts.tool == "callgrind":
             subprocess.run(["callgrind_control", "-i", "on", str(target_pid)], check=True,
                            capture_output=True)
@@ -91,12 +122,12 @@ def main():
                                      "-o", os.path.join(work, "perf.data"), "-p", str(target_pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-        r = bench.run_wrk(aside, None, script, env, opts.seconds, opts.conns, path)
+        r = bench.run_wrk(server, None, script, env, opts.seconds, opts.conns, path)
         leaked = origin.total() - before
         if opts.tool == "callgrind":
             subprocess.run(["callgrind_control", "-d", str(target_pid)], check=True, capture_output=True)
             time.sleep(1)
-            aside.stop()
+            server.stop()
             dumps = sorted(f for f in os.listdir(work) if f.startswith("callgrind.out"))
             files = [os.path.join(work, f) for f in dumps]
             total_ir = sum(ir_total(f) for f in files)
@@ -114,7 +145,7 @@ def main():
         else:
             perf.send_signal(2)
             perf.wait()
-            aside.stop()
+            server.stop()
             rep = subprocess.run(["perf", "report", "-i", os.path.join(work, "perf.data"), "--no-children",
                                   "--stdio", "--percent-limit", "0.7", "-g", "none"],
                                  capture_output=True, text=True)

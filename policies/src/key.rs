@@ -27,8 +27,14 @@ impl Route {
         path: &str,
         query: Option<&str>,
     ) -> String {
-        let scheme = scheme.to_ascii_lowercase();
-        let mut out = String::with_capacity(scheme.len() + host.len() + path.len() + 8);
+        let scheme: std::borrow::Cow<'_, str> = if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+            scheme.to_ascii_lowercase().into()
+        } else {
+            scheme.into()
+        };
+        let query_len = query.map_or(0, str::len);
+        let mut out =
+            String::with_capacity(scheme.len() + host.len() + path.len() + query_len + 16);
         out.push_str(&scheme);
         out.push_str("://");
         push_host(&mut out, host, &scheme);
@@ -104,31 +110,33 @@ fn push_host(out: &mut String, host: &str, scheme: &str) {
 }
 
 fn push_query(out: &mut String, query: &str, rules: &crate::route::KeyRules) {
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    // Each kept pair is encoded once into `encoded`; `pairs` holds where its
+    // name ends and where it ends, so sorting moves three numbers, not strings.
+    let mut encoded = String::with_capacity(query.len());
+    let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (pair, None),
         };
-        if rules.ignores(&decode_lossy(name)) {
+        if !rules.ignore_query.is_empty() && rules.ignores(&decode_lossy(name)) {
             continue;
         }
-        let mut n = String::with_capacity(name.len());
-        push_component(&mut n, name, Part::Query);
-        let mut rest = String::new();
+        let start = encoded.len();
+        push_component(&mut encoded, name, Part::Query);
+        let name_end = encoded.len();
         if let Some(v) = value {
-            rest.push('=');
-            push_component(&mut rest, v, Part::Query);
+            encoded.push('=');
+            push_component(&mut encoded, v, Part::Query);
         }
-        pairs.push((n, rest));
+        pairs.push((start, name_end, encoded.len()));
     }
     if rules.sort_query {
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.sort_by(|a, b| encoded[a.0..a.1].cmp(&encoded[b.0..b.1]));
     }
-    for (i, (n, rest)) in pairs.iter().enumerate() {
+    for (i, &(start, _, end)) in pairs.iter().enumerate() {
         out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(n);
-        out.push_str(rest);
+        out.push_str(&encoded[start..end]);
     }
 }
 
@@ -186,7 +194,11 @@ fn push_component(out: &mut String, text: &str, part: Part) {
             i += 1;
             continue;
         }
-        push_ascii(out, &bytes[run..i]);
+        // `run..i` holds only ASCII, so both ends are char boundaries (a
+        // non-ASCII byte is escaped alone and is never the end of a run).
+        if run < i {
+            out.push_str(&text[run..i]);
+        }
         if b == b'%' {
             if let (Some(h), Some(l)) = (
                 bytes.get(i + 1).copied().and_then(hex_val),
@@ -210,14 +222,7 @@ fn push_component(out: &mut String, text: &str, part: Part) {
         i += 1;
         run = i;
     }
-    push_ascii(out, &bytes[run..]);
-}
-
-/// Append bytes known to be ASCII (runs of raw-kept URL bytes).
-fn push_ascii(out: &mut String, run: &[u8]) {
-    if let Ok(s) = std::str::from_utf8(run) {
-        out.push_str(s);
-    }
+    out.push_str(&text[run..]);
 }
 
 fn encode_all(out: &mut String, text: &str) {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use pingora_cache::{CacheMeta, CachePhase};
+use pingora_cache::CachePhase;
 
 /// The cache outcome of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +69,10 @@ impl CacheStatus {
     /// client while it is written to the store, so whether it ends up stored
     /// is not known yet (the body may still fail, or outgrow
     /// `max-object-size`): a miss never says `stored`.
-    /// `meta` is the cached meta on hits, for the remaining `ttl`.
+    /// `fresh_until` is the stored response's on hits, for the remaining `ttl`.
     pub fn header_value(
         self,
-        meta: Option<&CacheMeta>,
+        fresh_until: Option<SystemTime>,
         now: SystemTime,
         upstream_status: Option<u16>,
         stored: bool,
@@ -82,9 +82,9 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit | CacheStatus::Stale => {
                 v.push_str("; hit");
-                if let Some(meta) = meta {
+                if let Some(fresh_until) = fresh_until {
                     v.push_str("; ttl=");
-                    v.push_str(&ttl_seconds(meta.fresh_until(), now).to_string());
+                    v.push_str(&ttl_seconds(fresh_until, now).to_string());
                 }
                 if self == CacheStatus::Stale {
                     // Why stale: `origin-down`, `origin-paused`, ... or plain `stale`

@@ -100,6 +100,94 @@ impl RequestDirectives {
     }
 }
 
+/// What freshness decisions need of a stored response: its times and status,
+/// without its header block (a fresh hit reads them from the decoded-meta
+/// cache without building a `CacheMeta`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stored {
+    /// When the origin answered (pingora's `created`).
+    pub(crate) created: SystemTime,
+    /// When it was last stored or revalidated (pingora's `updated`).
+    pub(crate) updated: SystemTime,
+    /// End of freshness, soft purges applied.
+    pub(crate) fresh_until: SystemTime,
+    /// The stale-while-revalidate window after `fresh_until`.
+    pub(crate) swr: Duration,
+    /// The stored response's status.
+    pub(crate) status: u16,
+}
+
+impl Stored {
+    pub(crate) fn of(meta: &CacheMeta) -> Stored {
+        Stored {
+            created: meta.created(),
+            updated: meta.updated(),
+            fresh_until: meta.fresh_until(),
+            swr: Duration::from_secs(u64::from(meta.stale_while_revalidate_sec())),
+            status: meta.response_header().status.as_u16(),
+        }
+    }
+
+    /// pingora's `CacheMeta::serve_stale_while_revalidate`.
+    fn in_swr_window(&self, now: SystemTime) -> bool {
+        !self.swr.is_zero()
+            && self
+                .fresh_until
+                .checked_add(self.swr)
+                .is_none_or(|t| t >= now)
+    }
+}
+
+/// How a fresh stored response may answer a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FreshVerdict {
+    /// As it is: a fresh hit.
+    Serve,
+    /// Only after revalidation: the client asks for it (no-cache, max-age,
+    /// min-fresh), or a reload shortened the route's TTL to `expired_at`.
+    Revalidate { expired_at: Option<SystemTime> },
+    /// Served as a hit while one background request refreshes it (the
+    /// route's refresh-ahead window).
+    RefreshAhead,
+}
+
+/// The rules a fresh stored response passes before it answers as it is:
+/// the request's directives (RFC 9111 §5.2.1), a TTL shortened by a reload,
+/// and the route's refresh-ahead window (in the last n % of its freshness,
+/// the entry is treated as stale-while-revalidate; it needs a SWR window,
+/// which `decide` gives every entry of such a route).
+pub(crate) fn fresh_verdict(
+    route: &Route,
+    directives: &RequestDirectives,
+    stored: &Stored,
+    now: SystemTime,
+) -> FreshVerdict {
+    let remaining = stored.fresh_until.duration_since(now).unwrap_or_default();
+    let age = now.duration_since(stored.updated).unwrap_or_default();
+    let too_old = directives.max_age.is_some_and(|max| age > max);
+    let too_close = directives.min_fresh.is_some_and(|min| remaining < min);
+    if directives.no_cache || too_old || too_close {
+        return FreshVerdict::Revalidate { expired_at: None };
+    }
+    if let Some(limit) = route.max_fresh_until(stored.created, stored.status) {
+        if limit < stored.fresh_until && limit <= now {
+            return FreshVerdict::Revalidate {
+                expired_at: Some(limit),
+            };
+        }
+    }
+    if let Some(percent) = route.policy.refresh_ahead {
+        let lifetime = stored
+            .fresh_until
+            .duration_since(stored.updated)
+            .unwrap_or_default();
+        if remaining * 100 < lifetime * u32::from(percent) && stored.in_swr_window(now) {
+            return FreshVerdict::RefreshAhead;
+        }
+    }
+    FreshVerdict::Serve
+}
+
 /// Whether the stored response forbids serving it stale (must-revalidate,
 /// proxy-revalidate, s-maxage; RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
 pub(crate) fn must_revalidate(meta: &CacheMeta) -> bool {
@@ -190,6 +278,16 @@ pub fn decide(
             }
             // Hop-by-hop and per-connection headers never belong in the store.
             strip_unstorable(&mut stored);
+            // RFC 9110 §6.6.1: a response received without `Date` is given the
+            // time it was received, which every hit of it then carries.
+            if !stored.headers.contains_key(header::DATE) {
+                let date = http::HeaderValue::from_str(&httpdate::fmt_http_date(now));
+                if let Ok(date) = date {
+                    stored
+                        .insert_header(header::DATE, date)
+                        .map_err(|_| "cannot add Date")?;
+                }
+            }
             // Without a stale-if-error window from the route or the origin, the
             // route's stale-if-unreachable applies (for an unreachable origin
             // only: `should_serve_stale` refuses it for 5xx answers).

@@ -20,6 +20,7 @@ pub mod conn_guard;
 pub mod decision;
 pub mod demo_origin;
 mod fields;
+pub mod key_memo;
 pub mod metrics;
 pub mod protect;
 pub mod proxy;

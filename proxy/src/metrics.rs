@@ -18,6 +18,8 @@ use prometheus::{
 struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    /// `requests{cache_status="hit"}`, looked up once: every hit counts.
+    hits: IntCounter,
     upstream_requests: IntCounterVec,
     upstream_errors: IntCounterVec,
     aborted_responses: IntCounterVec,
@@ -123,8 +125,10 @@ impl Metrics {
             "URLs fetched by cache warming jobs, by result (ok, failed, skipped)",
             &["result"],
         );
+        let hits = requests.with_label_values(&["hit"]);
         Self {
             registry,
+            hits,
             requests,
             upstream_requests,
             upstream_errors,
@@ -143,6 +147,10 @@ impl Metrics {
 
 /// Count one proxied request with its cache status (`hit`, `miss`, `stale`, ...).
 pub fn record_request(cache_status: &str) {
+    if cache_status == "hit" {
+        METRICS.hits.inc();
+        return;
+    }
     METRICS.requests.with_label_values(&[cache_status]).inc();
 }
 

@@ -79,7 +79,7 @@ pub struct AsideStorage {
 }
 
 /// What `CacheMeta::new` needs to rebuild a meta without decoding its blobs.
-struct Decoded {
+pub(crate) struct Decoded {
     /// The blobs it came from: used only while the entry still holds these
     /// (an update or refill changes them).
     internal: Bytes,
@@ -89,6 +89,8 @@ struct Decoded {
     swr: u32,
     sie: u32,
     response: ResponseHeader,
+    /// What a fresh hit answers with, built once by the proxy's fast path.
+    hit_template: std::sync::OnceLock<crate::proxy::HitTemplate>,
 }
 
 /// The part of `hot-capacity` given to the decoded-meta cache (the rest goes to
@@ -115,11 +117,44 @@ impl Decoded {
             swr: meta.stale_while_revalidate_sec(),
             sie: meta.stale_if_error_sec(),
             response: meta.response_header_copy(),
+            hit_template: std::sync::OnceLock::new(),
         })
     }
 
+    /// The stored response's times and status, with `fresh_until` as the
+    /// store has it (a soft purge lowers it).
+    pub(crate) fn stored(&self, entry: &CacheEntry) -> crate::decision::Stored {
+        crate::decision::Stored {
+            created: self.created,
+            updated: self.created,
+            fresh_until: self.fresh_until.min(entry.fresh_until),
+            swr: Duration::from_secs(u64::from(self.swr)),
+            status: self.response.status.as_u16(),
+        }
+    }
+
+    /// The stored response header.
+    pub(crate) fn response(&self) -> &ResponseHeader {
+        &self.response
+    }
+
+    /// The fresh-hit header template, built by `build` from the stored
+    /// header the first time it is asked for.
+    pub(crate) fn hit_template(
+        &self,
+        build: impl FnOnce(&ResponseHeader) -> Result<crate::proxy::HitTemplate>,
+    ) -> Result<&crate::proxy::HitTemplate> {
+        if let Some(t) = self.hit_template.get() {
+            return Ok(t);
+        }
+        let built = build(&self.response)?;
+        Ok(self.hit_template.get_or_init(|| built))
+    }
+
     fn weight(&self) -> u32 {
-        u32::try_from(self.header.len() * 4 + 512).unwrap_or(u32::MAX)
+        // The decoded header and the hit template (a header and its wire
+        // form), a few times the encoded size each.
+        u32::try_from(self.header.len() * 12 + 768).unwrap_or(u32::MAX)
     }
 
     fn rebuild(&self) -> CacheMeta {
@@ -152,18 +187,40 @@ impl AsideStorage {
         }))
     }
 
+    /// The entry's decoded meta, when the decoded cache holds it for these blobs.
+    fn cached_decoded(&self, entry: &CacheEntry) -> Option<Arc<Decoded>> {
+        self.decoded
+            .get(&entry.hash)
+            .filter(|d| d.internal == entry.meta_internal && d.header == entry.meta_header)
+    }
+
     /// The entry's meta, from the decoded cache when it still matches the blobs.
     fn meta_of(&self, entry: &CacheEntry) -> Result<CacheMeta> {
-        if let Some(d) = self.decoded.get(&entry.hash) {
-            if d.internal == entry.meta_internal && d.header == entry.meta_header {
-                return Ok(d.rebuild());
-            }
+        if let Some(d) = self.cached_decoded(entry) {
+            return Ok(d.rebuild());
         }
         let meta = CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header)?;
         if let Some(d) = Decoded::of(&meta, &entry.meta_internal, &entry.meta_header) {
             self.decoded.insert(entry.hash, Arc::new(d));
         }
         Ok(meta)
+    }
+
+    /// A stored entry with a meta that needs nothing but its times to use
+    /// (never revalidated, no Vary variance): the fresh-hit fast path's
+    /// lookup. `None` for anything else, including store faults, which the
+    /// regular lookup then meets and reports.
+    pub(crate) async fn plain_entry(
+        &self,
+        hash: &[u8; 16],
+    ) -> Option<(Arc<CacheEntry>, Arc<Decoded>)> {
+        let (entry, _tier) = self.store.cache_lookup(hash).await.ok()??;
+        if let Some(d) = self.cached_decoded(&entry) {
+            return Some((entry, d));
+        }
+        self.meta_of(&entry).ok()?;
+        let d = self.cached_decoded(&entry)?;
+        Some((entry, d))
     }
 
     /// The store behind this storage.

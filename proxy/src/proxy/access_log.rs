@@ -14,7 +14,9 @@ pub(super) fn write(session: &Session, e: Option<&Error>, ctx: &Ctx, shared: &Sh
     }
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let cache = if session.cache.enabled() {
+    let cache = if ctx.fast_hit {
+        CacheStatus::Hit.as_str()
+    } else if session.cache.enabled() {
         CacheStatus::from_phase(session.cache.phase()).as_str()
     } else {
         "bypass"

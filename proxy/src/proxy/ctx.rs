@@ -11,6 +11,9 @@ pub struct Live {
     pub upstreams: Vec<UpstreamRuntime>,
     /// Each route's tags, shared so that a request's cache key info need not copy them.
     pub route_tags: Vec<Arc<[String]>>,
+    /// Cache-key hashes of recent request targets under this config (the
+    /// fresh-hit fast path's; a reload starts an empty one).
+    pub key_memo: crate::key_memo::KeyMemo,
     /// Request budgets shared through Redis (cluster mode), kept across reloads.
     pub budget: Option<aside_cluster::SharedBudget>,
 }
@@ -47,6 +50,7 @@ impl Live {
             config,
             upstreams,
             route_tags,
+            key_memo: crate::key_memo::KeyMemo::default(),
             budget,
         })
     }
@@ -111,6 +115,9 @@ pub struct Ctx {
     /// fields into the stored header, `response_cache_filter` merges them all
     /// (RFC 9111 §3.2).
     pub(super) not_modified: Option<Box<ResponseHeader>>,
+    /// Answered by the fresh-hit fast path (`fast_hit`), before pingora's
+    /// cache machinery: `session.cache` says nothing about it.
+    pub(super) fast_hit: bool,
 }
 
 impl Ctx {

@@ -36,7 +36,10 @@ use aside_policies::{Config, Route};
 use aside_store::CacheSelector;
 
 use crate::cache_status::CacheStatus;
-use crate::decision::{decide, explicit_stale_if_error, must_revalidate, RequestDirectives};
+use crate::decision::{
+    decide, explicit_stale_if_error, fresh_verdict, must_revalidate, FreshVerdict,
+    RequestDirectives, Stored,
+};
 use crate::fields::{
     merge_not_modified, not_modified_by_date, origin_age, strip_connection_fields,
 };
@@ -57,11 +60,13 @@ mod access_log;
 mod ctx;
 mod error_page;
 mod failure;
+mod fast_hit;
 mod purge;
 mod response;
 
 pub use ctx::{Ctx, Live, Shared};
 use error_page::{error_status, respond_json, write_error};
+pub(crate) use fast_hit::HitTemplate;
 
 /// The proxy service.
 pub struct AsideProxy {
@@ -118,6 +123,7 @@ impl ProxyHttp for AsideProxy {
             refresh_ahead: false,
             stale_reason: None,
             not_modified: None,
+            fast_hit: false,
         }
     }
 
@@ -174,7 +180,7 @@ impl ProxyHttp for AsideProxy {
             self.handle_purge(session, ctx).await?;
             return Ok(true);
         }
-        Ok(false)
+        fast_hit::serve(self, session, ctx).await
     }
 
     async fn request_body_filter(
@@ -277,46 +283,22 @@ impl ProxyHttp for AsideProxy {
             }
             return Ok(None);
         }
-        // The client asks for validation (no-cache, Pragma), a younger response
-        // (max-age) or one that stays fresh longer (min-fresh).
-        let remaining = meta.fresh_until().duration_since(now).unwrap_or_default();
-        let too_old = directives.max_age.is_some_and(|max| meta.age() > max);
-        let too_close = directives.min_fresh.is_some_and(|min| remaining < min);
-        if directives.no_cache || too_old || too_close {
-            return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
-                expired_at: None,
-            }));
-        }
-        // A reload may have shortened the route's TTL: apply it to stored entries.
         let route = ctx.route()?;
-        let status = meta.response_header().status.as_u16();
-        if let Some(limit) = route.max_fresh_until(meta.created(), status) {
-            if limit < meta.fresh_until() && limit <= now {
-                return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
-                    expired_at: Some(limit),
-                }));
+        match fresh_verdict(route, &directives, &Stored::of(meta), now) {
+            FreshVerdict::Serve => Ok(None),
+            FreshVerdict::Revalidate { expired_at } => {
+                Ok(Some(ForcedFreshness::ForceExpiredServeStale { expired_at }))
             }
-        }
-        // Refresh-ahead: in the last n % of its freshness, treat the entry as
-        // stale-while-revalidate. pingora then serves it and refreshes it in one
-        // background subrequest (the cache lock coalesces; the subrequest goes
-        // through the budget like any origin request). Needs a SWR window,
-        // which `decide` gives every entry of such a route.
-        if let Some(percent) = route.policy.refresh_ahead {
-            let lifetime = meta
-                .fresh_until()
-                .duration_since(meta.updated())
-                .unwrap_or_default();
-            if remaining * 100 < lifetime * u32::from(percent)
-                && meta.serve_stale_while_revalidate(now)
-            {
+            FreshVerdict::RefreshAhead => {
+                // pingora serves it and refreshes it in one background
+                // subrequest (the cache lock coalesces; the subrequest goes
+                // through the budget like any origin request).
                 ctx.refresh_ahead = true;
-                return Ok(Some(ForcedFreshness::ForceExpiredServeStale {
+                Ok(Some(ForcedFreshness::ForceExpiredServeStale {
                     expired_at: None,
-                }));
+                }))
             }
         }
-        Ok(None)
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<bool> {

@@ -109,7 +109,13 @@ pub(super) async fn response_filter(
             crate::metrics::record_protection(name, &format!("stale_served_{reason}"));
         }
     }
-    let value = status.header_value(meta, now, ctx.upstream_status, ctx.stored, detail);
+    let value = status.header_value(
+        meta.map(CacheMeta::fresh_until),
+        now,
+        ctx.upstream_status,
+        ctx.stored,
+        detail,
+    );
     if let Some(meta) = meta {
         // RFC 9111 §4.2.3: Age includes the age the origin reported when we stored it.
         let age = meta.age() + origin_age(meta.response_header());

@@ -1,0 +1,145 @@
+//! The fresh-hit fast path (issue 17) answers exactly as the regular hit
+//! path: same status, fields and body. A request that carries a request
+//! directive goes the regular way (`Cache-Control: max-stale` changes nothing
+//! for a fresh entry), so the two answers for one entry can be compared.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aside_tests::{raw_origin, Aside, Origin, Reply, Resp};
+
+/// The fields two answers must share, with the per-request ones apart.
+fn fields(r: &Resp) -> HashMap<String, String> {
+    let mut h = r.headers.clone();
+    h.remove("age");
+    h.remove("cache-status");
+    h
+}
+
+fn secs(v: &str) -> i64 {
+    v.parse().unwrap_or_else(|_| panic!("not a number: {v:?}"))
+}
+
+/// `ttl=N` of a `Cache-Status` value.
+fn ttl(cache_status: &str) -> i64 {
+    let n = cache_status
+        .split("; ")
+        .find_map(|p| p.strip_prefix("ttl="))
+        .unwrap_or_else(|| panic!("no ttl in {cache_status:?}"));
+    secs(n)
+}
+
+#[tokio::test]
+async fn a_fast_hit_answers_as_the_regular_hit_path() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(format!("body {n}"))
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"e1\"")
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("x-custom", "kept")
+            .header("age", "5")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let miss = aside.get("/same?b=2&a=1").await;
+    assert_eq!(miss.x_cache(), "MISS");
+
+    let fast = aside.get("/same?b=2&a=1").await;
+    let regular = aside
+        .request("GET", "/same?b=2&a=1", &[("cache-control", "max-stale=1")])
+        .await;
+    assert_eq!(origin.hits(), 1);
+    for r in [&fast, &regular] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.x_cache(), "HIT");
+        assert_eq!(r.text(), "body 1");
+        assert!(r.header("cache-status").starts_with("Aside; hit; ttl="));
+        // The origin's Age (5) plus the time in the cache.
+        assert!((5..=7).contains(&secs(r.header("age"))), "{r:?}");
+    }
+    assert_eq!(fields(&fast), fields(&regular));
+    assert!((ttl(fast.header("cache-status")) - ttl(regular.header("cache-status"))).abs() <= 1);
+    // The query is normalized (sorted) for the key: another spelling hits too.
+    let sorted = aside.get("/same?a=1&b=2").await;
+    assert_eq!(sorted.x_cache(), "HIT");
+    assert_eq!(fields(&sorted), fields(&regular));
+
+    // HEAD: the same fields, no body.
+    let head = aside.request("HEAD", "/same?b=2&a=1", &[]).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.x_cache(), "HIT");
+    assert!(head.body.is_empty());
+    assert_eq!(fields(&head), fields(&regular));
+    assert_eq!(origin.hits(), 1);
+}
+
+/// A purge, hard or soft, ends fast hits at once.
+#[tokio::test]
+async fn purges_end_fast_hits_at_once() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(format!("v{n}")).header("cache-control", "max-age=600"))
+            .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    aside.get("/p").await;
+    assert_eq!(aside.get("/p").await.x_cache(), "HIT");
+    let purge = aside.request("PURGE", "/p", &[]).await;
+    assert_eq!(purge.status, 200, "{purge:?}");
+    let after = aside.get("/p").await;
+    assert_eq!(after.text(), "v2");
+    assert_eq!(after.x_cache(), "MISS");
+    assert_eq!(aside.get("/p").await.x_cache(), "HIT");
+
+    let soft = aside
+        .admin("POST", "/cache/purge")
+        .json(&serde_json::json!({"urls": [aside.url("/p")], "soft": true}))
+        .send()
+        .await
+        .expect("soft purge");
+    assert_eq!(soft.status(), 200);
+    let after_soft = aside.get("/p").await;
+    assert_ne!(after_soft.x_cache(), "HIT", "{after_soft:?}");
+}
+
+/// RFC 9110 §6.6.1: a response that arrives without `Date` is stored with the
+/// time it was received, and its hits carry that time, not the time of the
+/// hit (their `Age` says how old it is).
+#[tokio::test]
+async fn a_response_without_date_is_stored_with_its_receive_time_rfc9110_6_6_1() {
+    let addr = raw_origin(|mut s| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let reply =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: max-age=600\r\n\r\nok";
+            if s.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{addr}"))
+        .start()
+        .await;
+    let miss = aside.get("/d").await;
+    assert_eq!(miss.text(), "ok");
+    let received = httpdate::parse_http_date(miss.header("date")).expect("miss Date");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let hit = aside.get("/d").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    let date = httpdate::parse_http_date(hit.header("date")).expect("hit Date");
+    let apart = |a: SystemTime, b: SystemTime| {
+        a.duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap_or_default()
+    };
+    assert!(apart(date, received) <= Duration::from_secs(1), "{hit:?}");
+    assert!(
+        apart(SystemTime::now(), date) >= Duration::from_secs(2),
+        "{hit:?}"
+    );
+    assert!(secs(hit.header("age")) >= 2, "{hit:?}");
+}
