@@ -15,6 +15,8 @@
 //! background refreshes) goes the regular way, which stays the reference.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use bytes::BytesMut;
 
@@ -93,7 +95,7 @@ pub(super) async fn serve(
     crate::metrics::record_request(CacheStatus::Hit.as_str());
     ctx.fast_hit = true;
 
-    let written = match &template.head {
+    let written = match template.head() {
         Some(head) => {
             let mut wire = BytesMut::with_capacity(head.len() + 96);
             wire.extend_from_slice(head);
@@ -144,8 +146,12 @@ pub(crate) struct HitTemplate {
     /// serialized as pingora's writer would; each hit appends `Age` and
     /// `Cache-Status` (field order carries no meaning between different
     /// names, RFC 9110 §5.3). `None` without a stored `Date`: pingora's writer
-    /// adds a current one then.
-    head: Option<Bytes>,
+    /// adds a current one then. Serialized at the template's second use, so
+    /// that an entry hit once (a cold-tier hit whose decoded meta is soon
+    /// evicted) does not pay for it.
+    head: OnceLock<Option<Bytes>>,
+    /// Hits answered from this template so far (saturating at 2).
+    uses: AtomicU8,
     /// Status and framing fields of `header`: what the session keeps of the
     /// response it wrote.
     framing: ResponseHeader,
@@ -188,25 +194,45 @@ impl HitTemplate {
             }
         }
 
-        let head = header.headers.contains_key(header::DATE).then(|| {
-            let mut fields = header.clone();
-            fields.remove_header(&header::AGE);
-            fields.remove_header(&CACHE_STATUS);
-            let mut wire = BytesMut::with_capacity(512);
-            wire.extend_from_slice(b"HTTP/1.1 ");
-            wire.extend_from_slice(status.as_str().as_bytes());
-            wire.extend_from_slice(b" ");
-            if let Some(reason) = header.get_reason_phrase() {
-                wire.extend_from_slice(reason.as_bytes());
-            }
-            wire.extend_from_slice(b"\r\n");
-            fields.header_to_h1_wire(&mut wire);
-            wire.freeze()
-        });
         Ok(HitTemplate {
             header,
-            head,
+            head: OnceLock::new(),
+            uses: AtomicU8::new(0),
             framing,
         })
+    }
+
+    /// The serialized head, from the second use on.
+    fn head(&self) -> Option<&Bytes> {
+        let first = self
+            .uses
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < 2).then_some(n + 1)
+            })
+            .is_ok_and(|n| n == 0);
+        if first && self.head.get().is_none() {
+            return None;
+        }
+        self.head.get_or_init(|| self.serialize()).as_ref()
+    }
+
+    fn serialize(&self) -> Option<Bytes> {
+        let header = &self.header;
+        if !header.headers.contains_key(header::DATE) {
+            return None;
+        }
+        let mut fields = header.clone();
+        fields.remove_header(&header::AGE);
+        fields.remove_header(&CACHE_STATUS);
+        let mut wire = BytesMut::with_capacity(512);
+        wire.extend_from_slice(b"HTTP/1.1 ");
+        wire.extend_from_slice(header.status.as_str().as_bytes());
+        wire.extend_from_slice(b" ");
+        if let Some(reason) = header.get_reason_phrase() {
+            wire.extend_from_slice(reason.as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        fields.header_to_h1_wire(&mut wire);
+        Some(wire.freeze())
     }
 }
