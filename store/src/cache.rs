@@ -1,5 +1,7 @@
 //! The cache namespace: HTTP responses keyed by pingora's 16-byte hash, with the
-//! readable url, host and tags indexed for listing and purging.
+//! readable url, host and tags indexed for listing and purging. Here are the
+//! `Store` methods; the value types are in `types`, what a write does to the
+//! tables in `apply_cache`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,102 +14,12 @@ use crate::catalog::CacheTables;
 use crate::clock::to_nanos;
 use crate::cold::{self, decode_cache, Ctx, Hash};
 use crate::hot::{HotKey, HotValue};
-use crate::store::Inflight;
-use crate::writer::Op;
-use crate::{Error, Result, Store};
-
-/// One cached response, as stored.
-#[derive(Clone, Debug)]
-pub struct CacheEntry {
-    /// pingora's combined (primary + Vary variance) hash.
-    pub hash: [u8; 16],
-    /// Readable normalized URL; several hashes may share one url (Vary variants).
-    pub url: String,
-    /// Lowercase host[:port], for host purges.
-    pub host: String,
-    pub tags: Vec<String>,
-    pub status: u16,
-    /// Opaque pingora CacheMeta blobs, stored as given.
-    pub meta_internal: Bytes,
-    pub meta_header: Bytes,
-    pub body: Bytes,
-    pub stored_at: SystemTime,
-    pub fresh_until: SystemTime,
-    /// >= fresh_until; never returned after this, GC deletes it.
-    pub stale_until: SystemTime,
-    pub soft_purged: bool,
-}
-
-impl CacheEntry {
-    fn is_live(&self, now: SystemTime) -> bool {
-        self.stale_until > now
-    }
-}
-
-/// Where an answer came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tier {
-    Hot,
-    Cold,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Hot => "hot",
-            Tier::Cold => "cold",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PurgeMode {
-    /// Delete the entries.
-    Hard,
-    /// Mark them stale (`fresh_until = now`), keep them for SWR / SIE / revalidation.
-    Soft,
-}
-
-/// Listing filter: the AND of its fields; `prefix` is a plain url prefix.
-#[derive(Clone, Debug, Default)]
-pub struct CacheFilter {
-    pub prefix: Option<String>,
-    pub host: Option<String>,
-    pub tag: Option<String>,
-}
-
-/// Purge selector: the UNION of its lists.
-#[derive(Clone, Debug, Default)]
-pub struct CacheSelector {
-    pub urls: Vec<String>,
-    pub prefixes: Vec<String>,
-    pub hosts: Vec<String>,
-    pub tags: Vec<String>,
-    pub hashes: Vec<[u8; 16]>,
-    pub everything: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct CacheSummary {
-    pub hash: [u8; 16],
-    pub url: String,
-    pub host: String,
-    pub tags: Vec<String>,
-    pub status: u16,
-    /// Body bytes.
-    pub size: u64,
-    pub tier: Tier,
-    pub stored_at: SystemTime,
-    pub fresh_until: SystemTime,
-    pub stale_until: SystemTime,
-    pub soft_purged: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct CachePage {
-    pub entries: Vec<CacheSummary>,
-    pub cursor: Option<String>,
-}
+use crate::op::Op;
+use crate::pending::Inflight;
+use crate::{
+    CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary, Error, PurgeMode, Result,
+    Store, Tier, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
 
 fn encode_cursor(url: &str, hash: &Hash) -> String {
     let mut b = Vec::with_capacity(17 + url.len());
@@ -361,8 +273,8 @@ impl Store {
         cursor: Option<&str>,
     ) -> Result<CachePage> {
         let limit = match limit {
-            0 => crate::kv::DEFAULT_LIST_LIMIT,
-            n => n.min(crate::kv::MAX_LIST_LIMIT),
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
         };
         let after = cursor.map(decode_cursor).transpose()?;
         // Listing reads the cold tier: let the fills already answered reach it.
@@ -559,25 +471,5 @@ mod tests {
         assert!(!store.shared.presence.may_contain(&[2; 16]));
         assert!(store.cache_lookup(&[4; 16]).await.unwrap().is_some());
         assert!(store.cache_lookup(&[2; 16]).await.unwrap().is_none());
-    }
-
-    #[test]
-    fn cold_hits_touch_at_most_once_per_interval() {
-        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
-        let mut t = crate::store::Touches::default();
-        t.note(&[1; 16], t0);
-        t.note(&[1; 16], t0 + std::time::Duration::from_secs(1));
-        assert_eq!(t.take(t0), vec![[1; 16]]);
-        t.note(&[1; 16], t0 + std::time::Duration::from_secs(59));
-        assert!(t.take(t0 + std::time::Duration::from_secs(59)).is_empty());
-        let later = t0 + crate::store::TOUCH_INTERVAL;
-        t.note(&[1; 16], later);
-        assert_eq!(t.take(later), vec![[1; 16]]);
-    }
-
-    #[test]
-    fn tier_names() {
-        assert_eq!(Tier::Hot.as_str(), "hot");
-        assert_eq!(Tier::Cold.as_str(), "cold");
     }
 }

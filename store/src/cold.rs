@@ -25,7 +25,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use crate::clock::{from_nanos, to_nanos};
 use crate::key::{key_from_stored, stored_key, stored_matches_prefix, stored_prefix_end};
-use crate::{CacheEntry, Error, Result, Version};
+use crate::{CacheEntry, Error, JsonText, KvItem, Result, Version};
 
 pub(crate) type Hash = [u8; 16];
 
@@ -91,6 +91,18 @@ impl KvRaw {
     pub(crate) fn version(&self) -> Version {
         Version::from_u64(self.version)
     }
+}
+
+pub(crate) fn item_from_raw(key: String, raw: KvRaw) -> Result<KvItem> {
+    let value = JsonText::from_stored(&raw.json).map_err(|e| Error::Corrupt {
+        what: format!("kv value of {key:?}: {e}"),
+    })?;
+    Ok(KvItem {
+        key,
+        value,
+        version: raw.version(),
+        expires_at: raw.expires_at(),
+    })
 }
 
 pub(crate) fn encode_kv(version: u64, expires_at: u64, json: &[u8]) -> Vec<u8> {

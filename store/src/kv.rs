@@ -1,129 +1,21 @@
-//! The application KV namespace: JSON items under `/`-separated keys.
+//! The application KV namespace: JSON items under `/`-separated keys. Here are
+//! the `Store` methods and the listing cursor; the value types are in `types`,
+//! what a write does to the table in `apply_kv`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 
 use crate::clock::to_nanos;
-use crate::cold::{self, Ctx, KvListPlan, KvRaw};
+use crate::cold::{self, item_from_raw, Ctx, KvListPlan};
 use crate::hot::{HotKey, HotValue, KvRecord};
 use crate::key::{check_value, normalize_prefix, validate_key, validate_ttl};
-use crate::writer::{Op, Prepared};
-use crate::{AddError, Error, JsonText, Result, Store, Version};
-
-/// Default and maximum page sizes of [`Store::list`].
-pub const DEFAULT_LIST_LIMIT: usize = 100;
-pub const MAX_LIST_LIMIT: usize = 1000;
-
-/// One KV item as returned to callers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KvItem {
-    pub key: String,
-    /// The value's JSON text as it was written (see [`JsonText`]).
-    pub value: JsonText,
-    pub version: Version,
-    pub expires_at: Option<SystemTime>,
-}
-
-/// Condition of a [`Store::set`].
-#[derive(Clone, Debug)]
-pub enum SetCondition {
-    Always,
-    /// Compare-and-swap: the key must currently have this version.
-    IfVersion(Version),
-    /// The key must be absent (or expired).
-    IfAbsent,
-}
-
-/// A listing request. `limit` 0 means [`DEFAULT_LIST_LIMIT`]; larger than
-/// [`MAX_LIST_LIMIT`] is clamped.
-#[derive(Clone, Debug, Default)]
-pub struct ListQuery {
-    pub prefix: Option<String>,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub limit: usize,
-    pub cursor: Option<String>,
-    pub reverse: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct ListPage {
-    pub items: Vec<KvItem>,
-    /// All live matches of prefix/start/end, ignoring cursor and limit.
-    pub total: u64,
-    /// Present when more items follow; pass it back as `ListQuery::cursor`.
-    pub cursor: Option<String>,
-}
-
-/// An atomic check: the key has `version`, or is absent when `None`.
-#[derive(Clone, Debug)]
-pub struct Check {
-    pub key: String,
-    pub version: Option<Version>,
-}
-
-#[derive(Clone, Debug)]
-pub enum Mutation {
-    Set {
-        key: String,
-        value: JsonText,
-        ttl: Option<Duration>,
-    },
-    Delete {
-        key: String,
-    },
-    /// Adds `delta` to a number (an absent key counts as 0): i64 arithmetic when both
-    /// are integer literals (overflow is an error), f64 when either has a fraction or
-    /// an exponent; an integer literal outside i64 is refused (`IntegerOutOfRange`),
-    /// never rounded. `delta` must be a JSON number. `ttl: None` keeps the item's
-    /// current expiry. See [`increment`].
-    Increment {
-        key: String,
-        delta: JsonText,
-        ttl: Option<Duration>,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct AtomicResult {
-    /// Per mutation, in order: the key and its new version (`None` after a delete).
-    pub versions: Vec<(String, Option<Version>)>,
-}
-
-/// The value an increment writes: `current` (absent = 0) plus `delta` (see
-/// [`JsonText::add`]). Shared by every KV backend, so that they compute alike.
-///
-/// # Errors
-/// `NotANumber`, `IntegerOutOfRange`, `Overflow`, each naming `key`.
-pub fn increment(current: Option<&JsonText>, delta: &JsonText, key: &str) -> Result<JsonText> {
-    let zero = JsonText::from_i64(0);
-    current.unwrap_or(&zero).add(delta).map_err(|e| match e {
-        AddError::NotANumber { .. } => Error::NotANumber {
-            key: key.to_string(),
-        },
-        AddError::OutOfRange { delta } => Error::IntegerOutOfRange {
-            key: key.to_string(),
-            delta,
-        },
-        AddError::Overflow => Error::Overflow {
-            key: key.to_string(),
-        },
-    })
-}
-
-pub(crate) fn item_from_raw(key: String, raw: KvRaw) -> Result<KvItem> {
-    let value = JsonText::from_stored(&raw.json).map_err(|e| Error::Corrupt {
-        what: format!("kv value of {key:?}: {e}"),
-    })?;
-    Ok(KvItem {
-        key,
-        value,
-        version: raw.version(),
-        expires_at: raw.expires_at(),
-    })
-}
+use crate::op::{Op, Prepared};
+use crate::{
+    AtomicResult, Check, Error, JsonText, KvItem, ListPage, ListQuery, Mutation, Result,
+    SetCondition, Store, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
 
 /// The opaque listing cursor that continues after `key` (shared by every KV backend).
 pub fn encode_cursor(key: &str) -> String {

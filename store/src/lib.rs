@@ -12,15 +12,17 @@
 //! growing threads; a lookup of a hash the cold tier does not hold skips redb
 //! altogether (see `presence`).
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
-//! bounded channel; it applies all queued requests in one redb transaction and
-//! commits once (group commit): fsynced for KV writes and purges, non-durable for
-//! cache fills (made durable within `cache_flush_interval`). After the commit a
-//! settler thread updates the hot tier in commit order and answers each caller
-//! through a oneshot channel, which works from any tokio runtime. Cache fills are the exception:
-//! they are answered as soon as they are queued, and wait in a `pending` map
-//! (which lookups consult first) until committed. The writer also runs garbage
-//! collection (see `gc`) through an expiry index and enforces the cold byte budget
-//! through an LRU index; counters kept in a meta table make opening O(1).
+//! bounded channel (the requests are in `op`); it applies all queued requests in
+//! one redb transaction (see `apply_kv`, `apply_cache`) and commits once (group
+//! commit): fsynced for KV writes and purges, non-durable for cache fills (made
+//! durable within `cache_flush_interval`). After the commit a settler thread (see
+//! `settle`) updates the hot tier in commit order and answers each caller through
+//! a oneshot channel, which works from any tokio runtime. Cache fills are the
+//! exception: they are answered as soon as they are queued, and wait in a
+//! `pending` map (see `pending`; lookups consult it first) until committed. The
+//! writer also runs garbage collection (see `gc`) through an expiry index and
+//! enforces the cold byte budget through an LRU index; counters kept in a meta
+//! table make opening O(1) (see `counters`). The value types are in `types`.
 //! Time comes from an injectable [`Clock`]; every read checks expiry against it,
 //! so an expired entry is never returned, whatever the GC has done.
 //!
@@ -45,32 +47,40 @@
 //! - GC and budget enforcement run on the writer thread (every `gc_interval`,
 //!   bounded per pass), since they need the single redb write transaction anyway.
 
+mod apply_cache;
+mod apply_kv;
 mod cache;
 mod catalog;
 mod clock;
 mod cold;
 mod config;
+mod counters;
 mod error;
 mod gc;
 mod hot;
 pub mod key;
 mod kv;
+mod op;
+mod pending;
 mod presence;
 mod reader;
+mod settle;
 mod store;
 mod tables;
+mod types;
 mod value;
 mod version;
 mod writer;
 
-pub use cache::{CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary, PurgeMode, Tier};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Limits, StoreConfig, MAX_ATOMIC_OPS};
 pub use error::{Error, Result};
-pub use kv::{
-    decode_cursor, encode_cursor, increment, AtomicResult, Check, KvItem, ListPage, ListQuery,
-    Mutation, SetCondition, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
-};
+pub use kv::{decode_cursor, encode_cursor};
 pub use store::{Store, StoreStats};
+pub use types::{
+    increment, AtomicResult, CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary,
+    Check, KvItem, ListPage, ListQuery, Mutation, PurgeMode, SetCondition, Tier,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
 pub use value::{AddError, JsonText, Numeric};
 pub use version::Version;

@@ -5,17 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::cold::{self, Ctx, Hash};
+use crate::counters::Counters;
 use crate::hot::HotTier;
+use crate::op::Op;
+use crate::pending::{Inflight, PendingFills, Touches};
 use crate::presence::ColdPresence;
 use crate::reader::ReaderPool;
-use crate::writer::{Counters, Op, Writer};
+use crate::writer::Writer;
 use crate::{Clock, Error, Limits, Result, StoreConfig, SystemClock};
 
 /// Capacity of the writer thread's request queue; callers wait (asynchronously)
@@ -27,14 +29,6 @@ const WRITER_QUEUE: usize = 4096;
 /// pile up `WRITER_QUEUE` of them in memory; a fill waits for budget instead.
 pub(crate) const MAX_QUEUED_FILL_BYTES: usize = 64 * 1024 * 1024;
 
-/// Cold hits remembered for the LRU index between two writer commits, and
-/// hashes remembered as recently touched.
-pub(crate) const MAX_PENDING_TOUCHES: usize = 65_536;
-
-/// A cold hit moves its entry to the recent end of the LRU index at most once
-/// per this interval: the LRU order only needs to be coarse, and each touch is
-/// B-tree writes (and a record read) on the writer thread.
-pub(crate) const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// A handle to the engine. Cheap to clone: every clone shares one [`Shared`].
 /// When the last clone drops, the writer thread commits what is pending durably,
 /// closes the file and exits.
@@ -298,56 +292,6 @@ impl Drop for Shared {
         }
     }
 }
-
-/// Cold hits for the writer to fold into the LRU index, at most one per hash per
-/// [`TOUCH_INTERVAL`].
-#[derive(Default)]
-pub(crate) struct Touches {
-    /// Not yet written.
-    pending: Vec<Hash>,
-    /// When each hash was last noted; pruned every `TOUCH_INTERVAL`.
-    recent: HashMap<Hash, SystemTime>,
-    pruned_at: Option<SystemTime>,
-}
-
-impl Touches {
-    /// A cold hit of `h` at `now`. Dropped when the hash was noted within the
-    /// interval, or under a flood (both bounds are `MAX_PENDING_TOUCHES`): the
-    /// LRU order is an approximation anyway.
-    pub(crate) fn note(&mut self, h: &Hash, now: SystemTime) {
-        if let Some(at) = self.recent.get(h) {
-            if now < *at + TOUCH_INTERVAL {
-                return;
-            }
-        }
-        if self.pending.len() >= MAX_PENDING_TOUCHES || self.recent.len() >= MAX_PENDING_TOUCHES {
-            return;
-        }
-        self.pending.push(*h);
-        self.recent.insert(*h, now);
-    }
-
-    /// Writer: the touches to write now; forgets hashes noted over an interval ago.
-    pub(crate) fn take(&mut self, now: SystemTime) -> Vec<Hash> {
-        if self.pruned_at.is_none_or(|at| now >= at + TOUCH_INTERVAL) {
-            self.recent.retain(|_, at| now < *at + TOUCH_INTERVAL);
-            self.pruned_at = Some(now);
-        }
-        std::mem::take(&mut self.pending)
-    }
-}
-
-/// A cold read of one hash that other lookups may wait for.
-pub(crate) struct Inflight {
-    /// The hot-tier epoch of the hash's shard when the read was queued: a lookup
-    /// that sees another epoch (a write committed since) must not share the
-    /// read's older answer, and reads on its own.
-    pub(crate) epoch: u64,
-    pub(crate) waiters: Vec<oneshot::Sender<Option<Arc<crate::CacheEntry>>>>,
-}
-
-/// Queued, uncommitted cache fills by hash (the newest one per hash).
-pub(crate) type PendingFills = std::collections::HashMap<Hash, Arc<crate::CacheEntry>>;
 
 /// Opens the file, creates missing tables and loads the counters from the meta
 /// table (no scan). Never panics on a bad file: redb errors, and in the worst case a

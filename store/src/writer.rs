@@ -21,243 +21,30 @@
 //! updates in commit order, then answers the callers (so a write is visible in
 //! both tiers when it returns), while this thread builds the next transaction.
 //! GC runs here too, between batches: it needs the write transaction anyway.
+//!
+//! Around this loop: the requests and their answers are in `op`, what each
+//! request does to the tables in `apply_kv` and `apply_cache`, the settler in
+//! `settle`, the published counters in `counters`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
-use crate::clock::{from_nanos, to_nanos};
 use crate::cold::{self, Ctx, Hash};
-use crate::hot::{HotKey, HotTier, HotValue, KvRecord};
-use crate::kv::{increment, AtomicResult, Check, KvItem, SetCondition};
+use crate::counters::Counters;
+use crate::hot::HotTier;
+use crate::op::{done, Done, Op};
+use crate::pending::{PendingFills, Touches};
 use crate::presence::ColdPresence;
-use crate::store::{PendingFills, Touches};
-use crate::tables::{deadline, Meta, WriteTables};
-use crate::{
-    gc, CacheEntry, CacheSelector, Clock, Error, JsonText, PurgeMode, Result, StoreConfig, Version,
-};
+use crate::settle::{HotUpdate, Settle, SETTLE_QUEUE};
+use crate::tables::{Meta, WriteTables};
+use crate::{apply_cache, apply_kv, gc, CacheEntry, Clock, Error, Result, StoreConfig};
 
 const MAX_BATCH: usize = 1024;
-
-/// Committed batches waiting for the settler thread; the writer waits when it
-/// is this far ahead, so that unanswered work stays bounded.
-const SETTLE_QUEUE: usize = 2;
-
-pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
-
-/// A KV mutation already validated and serialized by the caller.
-#[derive(Debug)]
-pub(crate) enum Prepared {
-    Set {
-        key: String,
-        value: JsonText,
-        ttl: Option<Duration>,
-    },
-    Delete {
-        key: String,
-    },
-    Increment {
-        key: String,
-        delta: JsonText,
-        ttl: Option<Duration>,
-    },
-}
-
-/// One request to the writer, with the channel its answer goes back on.
-pub(crate) enum Op {
-    Set {
-        key: String,
-        value: JsonText,
-        ttl: Option<Duration>,
-        condition: SetCondition,
-        reply: Reply<KvItem>,
-    },
-    Delete {
-        key: String,
-        reply: Reply<bool>,
-    },
-    Atomic {
-        checks: Vec<Check>,
-        mutations: Vec<Prepared>,
-        reply: Reply<AtomicResult>,
-    },
-    /// Not answered: the caller returned once this was queued (see `pending`).
-    CacheFill {
-        entry: Arc<CacheEntry>,
-        /// The entry's share of the queued-fill byte budget, released once the
-        /// fill is committed (or failed) and out of `pending`.
-        budget: Option<OwnedSemaphorePermit>,
-    },
-    CacheUpdateMeta {
-        hash: Hash,
-        meta_internal: Bytes,
-        meta_header: Bytes,
-        fresh_until: SystemTime,
-        stale_until: SystemTime,
-        reply: Reply<bool>,
-    },
-    CacheDelete {
-        hash: Hash,
-        reply: Reply<bool>,
-    },
-    CacheExpire {
-        hash: Hash,
-        reply: Reply<bool>,
-    },
-    CachePurge {
-        selector: CacheSelector,
-        mode: PurgeMode,
-        reply: Reply<u64>,
-    },
-    Flush {
-        reply: Reply<()>,
-    },
-    /// Answered once every earlier request is committed (non-durably): lets a cold
-    /// read see the fills queued before it.
-    Barrier {
-        reply: Reply<()>,
-    },
-    Gc {
-        reply: Reply<u64>,
-    },
-}
-
-impl Op {
-    /// Whether the caller expects the change to survive a crash once answered.
-    fn durable(&self) -> bool {
-        !matches!(
-            self,
-            Op::CacheFill { .. } | Op::CacheUpdateMeta { .. } | Op::Gc { .. } | Op::Barrier { .. }
-        )
-    }
-
-    fn fail(self, msg: &str) {
-        let e = || commit_error(msg);
-        match self {
-            Op::Set { reply, .. } => drop(reply.send(Err(e()))),
-            Op::Delete { reply, .. }
-            | Op::CacheUpdateMeta { reply, .. }
-            | Op::CacheDelete { reply, .. }
-            | Op::CacheExpire { reply, .. } => drop(reply.send(Err(e()))),
-            Op::Atomic { reply, .. } => drop(reply.send(Err(e()))),
-            Op::Flush { reply } | Op::Barrier { reply } => drop(reply.send(Err(e()))),
-            // Already answered; the caller sees a miss on its next lookup.
-            Op::CacheFill { .. } => {}
-            Op::CachePurge { reply, .. } | Op::Gc { reply } => drop(reply.send(Err(e()))),
-        }
-    }
-}
-
-fn commit_error(msg: &str) -> Error {
-    Error::Io {
-        context: "committing a write batch".into(),
-        source: msg.to_string().into(),
-    }
-}
-
-/// An answer held back until the commit succeeds (or fails).
-type Done = Box<dyn FnOnce(Option<&str>) + Send>;
-
-fn done<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Done {
-    Box::new(move |failed| {
-        let r = match failed {
-            Some(msg) => Err(commit_error(msg)),
-            None => result,
-        };
-        // The caller may have gone away (cancelled future): nothing to do.
-        let _ = reply.send(r);
-    })
-}
-
-/// What is left of a batch after its commit: hot-tier changes, answers and the
-/// fills to take out of `pending`. Settled strictly in commit order (one FIFO
-/// consumer), so the hot tier never goes back in time, and each caller is
-/// answered only once its write is in both tiers.
-struct Settle {
-    hot: Vec<HotUpdate>,
-    answers: Vec<Done>,
-    /// The commit failed with this message: answer errors, change nothing.
-    failed: Option<String>,
-    filled: Vec<Arc<CacheEntry>>,
-    /// Released once the fills are out of `pending`.
-    budget: Vec<OwnedSemaphorePermit>,
-}
-
-impl Settle {
-    fn run(self, tier: &HotTier, pending: &Mutex<PendingFills>, rt: &tokio::runtime::Runtime) {
-        let Settle {
-            hot,
-            answers,
-            failed,
-            filled,
-            budget,
-        } = self;
-        if !hot.is_empty() {
-            rt.block_on(async {
-                for u in hot {
-                    match u {
-                        HotUpdate::Put(k, v) => tier.put(k, v).await,
-                        HotUpdate::Remove(k) => tier.remove(&k).await,
-                    }
-                }
-            });
-        }
-        // After the hot tier has them: a lookup finds a fill in `pending` or in
-        // the hot tier (or, if moka refused it, in the committed cold tier).
-        if !filled.is_empty() {
-            let mut pending = pending.lock();
-            for e in &filled {
-                // Unless a newer fill of the same hash (still queued) replaced it.
-                if pending.get(&e.hash).is_some_and(|p| Arc::ptr_eq(p, e)) {
-                    pending.remove(&e.hash);
-                }
-            }
-        }
-        drop(budget);
-        for a in answers {
-            a(failed.as_deref());
-        }
-    }
-}
-
-/// A hot-tier change, applied after the commit.
-enum HotUpdate {
-    Put(HotKey, HotValue),
-    Remove(HotKey),
-}
-
-/// Counters published to `Store::stats` after each commit.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) kv_entries: AtomicU64,
-    pub(crate) kv_bytes: AtomicU64,
-    pub(crate) cache_entries: AtomicU64,
-    pub(crate) cache_bytes: AtomicU64,
-    pub(crate) evictions: AtomicU64,
-    pub(crate) expired_collected: AtomicU64,
-    pub(crate) write_errors: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn load(table: &impl redb::ReadableTable<&'static str, u64>) -> Result<Counters> {
-        let c = Counters::default();
-        c.publish(&Meta::load(table)?);
-        Ok(c)
-    }
-
-    fn publish(&self, m: &Meta) {
-        self.kv_entries.store(m.kv_entries, Ordering::Relaxed);
-        self.kv_bytes.store(m.kv_bytes, Ordering::Relaxed);
-        self.cache_entries.store(m.cache_entries, Ordering::Relaxed);
-        self.cache_bytes.store(m.cache_bytes, Ordering::Relaxed);
-    }
-}
 
 /// State owned by the writer thread.
 pub(crate) struct Writer {
@@ -560,241 +347,23 @@ impl Writer {
         answers: &mut Vec<Done>,
         hot: &mut Vec<HotUpdate>,
     ) -> Result<()> {
-        let now_n = to_nanos(now);
         match op {
-            Op::Set {
-                key,
-                value,
-                ttl,
-                condition,
-                reply,
-            } => {
-                let current = t
-                    .kv_get(&key)?
-                    .filter(|r| r.is_live(now_n))
-                    .map(|r| r.version());
-                let ok = match &condition {
-                    SetCondition::Always => true,
-                    SetCondition::IfVersion(v) => current.as_ref() == Some(v),
-                    SetCondition::IfAbsent => current.is_none(),
-                };
-                if !ok {
-                    answers.push(done(reply, Err(Error::PreconditionFailed { key })));
-                    return Ok(());
-                }
-                let version = m.take_version();
-                let expires = ttl.map(|d| deadline(now, d)).unwrap_or(0);
-                t.kv_put(&key, version, expires, value.as_str().as_bytes(), m)?;
-                let item = KvItem {
-                    key: key.clone(),
-                    value: value.clone(),
-                    version: Version::from_u64(version),
-                    expires_at: (expires != 0).then(|| from_nanos(expires)),
-                };
-                hot.push(kv_hot(key, value, version, expires));
-                answers.push(done(reply, Ok(item)));
+            Op::Set { .. } | Op::Delete { .. } | Op::Atomic { .. } => {
+                apply_kv::apply(op, t, m, now, answers, hot, self.max_value_bytes)
             }
-            Op::Delete { key, reply } => {
-                let old = t.kv_delete(&key, m)?;
-                let existed = old.is_some_and(|r| r.is_live(now_n));
-                hot.push(HotUpdate::Remove(HotKey::Kv(key.into())));
-                answers.push(done(reply, Ok(existed)));
+            Op::CacheFill { .. }
+            | Op::CacheUpdateMeta { .. }
+            | Op::CacheDelete { .. }
+            | Op::CacheExpire { .. }
+            | Op::CachePurge { .. } => apply_cache::apply(op, t, m, now, answers, hot),
+            Op::Flush { reply } | Op::Barrier { reply } => {
+                answers.push(done(reply, Ok(())));
+                Ok(())
             }
-            Op::Atomic {
-                checks,
-                mutations,
-                reply,
-            } => {
-                let r = self.atomic(t, m, now, checks, mutations, hot)?;
-                answers.push(done(reply, r));
+            Op::Gc { reply } => {
+                answers.push(done(reply, Ok(0)));
+                Ok(())
             }
-            Op::CacheFill { entry, .. } => {
-                t.cache_put(&entry, m)?;
-                hot.push(HotUpdate::Put(
-                    HotKey::Cache(entry.hash),
-                    HotValue::Cache(entry),
-                ));
-            }
-            Op::CacheUpdateMeta {
-                hash,
-                meta_internal,
-                meta_header,
-                fresh_until,
-                stale_until,
-                reply,
-            } => {
-                let found = t.cache_get(&hash)?.filter(|e| e.stale_until > now);
-                let Some(mut e) = found else {
-                    answers.push(done(reply, Ok(false)));
-                    return Ok(());
-                };
-                e.meta_internal = meta_internal;
-                e.meta_header = meta_header;
-                e.fresh_until = fresh_until;
-                e.stale_until = stale_until.max(fresh_until);
-                e.soft_purged = false;
-                t.cache_put(&e, m)?;
-                hot.push(HotUpdate::Put(
-                    HotKey::Cache(hash),
-                    HotValue::Cache(Arc::new(e)),
-                ));
-                answers.push(done(reply, Ok(true)));
-            }
-            Op::CacheDelete { hash, reply } => {
-                let live = t.catalog().is_live(&hash, now_n)?;
-                t.cache_delete(&hash, m)?;
-                hot.push(HotUpdate::Remove(HotKey::Cache(hash)));
-                answers.push(done(reply, Ok(live)));
-            }
-            Op::CacheExpire { hash, reply } => {
-                let r = soft_expire(t, m, &hash, now, hot)?;
-                answers.push(done(reply, Ok(r)));
-            }
-            Op::CachePurge {
-                selector,
-                mode,
-                reply,
-            } => {
-                let selected = t.catalog().select(&selector)?;
-                let mut n = 0u64;
-                for h in selected {
-                    let live = t.catalog().is_live(&h, now_n)?;
-                    match mode {
-                        PurgeMode::Hard => {
-                            t.cache_delete(&h, m)?;
-                            hot.push(HotUpdate::Remove(HotKey::Cache(h)));
-                        }
-                        PurgeMode::Soft => {
-                            soft_expire(t, m, &h, now, hot)?;
-                        }
-                    }
-                    n += u64::from(live);
-                }
-                answers.push(done(reply, Ok(n)));
-            }
-            Op::Flush { reply } | Op::Barrier { reply } => answers.push(done(reply, Ok(()))),
-            Op::Gc { reply } => answers.push(done(reply, Ok(0))),
         }
-        Ok(())
     }
-
-    /// Checks, then plans every mutation against the current state (reads only),
-    /// then writes: a failed check or increment leaves nothing written.
-    fn atomic(
-        &self,
-        t: &mut WriteTables<'_>,
-        m: &mut Meta,
-        now: SystemTime,
-        checks: Vec<Check>,
-        mutations: Vec<Prepared>,
-        hot: &mut Vec<HotUpdate>,
-    ) -> Result<Result<AtomicResult>> {
-        let now_n = to_nanos(now);
-        for c in checks {
-            let actual = t
-                .kv_get(&c.key)?
-                .filter(|r| r.is_live(now_n))
-                .map(|r| r.version());
-            if actual != c.version {
-                return Ok(Err(Error::CheckFailed {
-                    key: c.key,
-                    expected: c.version,
-                    actual,
-                }));
-            }
-        }
-        // key -> planned state (None = deleted): later mutations see earlier ones.
-        struct Planned {
-            value: JsonText,
-            expires: u64,
-        }
-        let mut overlay: HashMap<String, Option<Arc<Planned>>> = HashMap::new();
-        let mut plan: Vec<(String, Option<Arc<Planned>>)> = Vec::with_capacity(mutations.len());
-        for mutation in mutations {
-            let (key, state) = match mutation {
-                Prepared::Set { key, value, ttl } => {
-                    let expires = ttl.map(|d| deadline(now, d)).unwrap_or(0);
-                    (key, Some(Arc::new(Planned { value, expires })))
-                }
-                Prepared::Delete { key } => (key, None),
-                Prepared::Increment { key, delta, ttl } => {
-                    let current: Option<(JsonText, u64)> = match overlay.get(&key) {
-                        Some(Some(p)) => Some((p.value.clone(), p.expires)),
-                        Some(None) => None,
-                        None => match t.kv_get(&key)?.filter(|r| r.is_live(now_n)) {
-                            Some(raw) => {
-                                let exp = raw.expires_at;
-                                let item = crate::kv::item_from_raw(key.clone(), raw)?;
-                                Some((item.value, exp))
-                            }
-                            None => None,
-                        },
-                    };
-                    let cur_exp = current.as_ref().map_or(0, |c| c.1);
-                    let value = match increment(current.as_ref().map(|c| &c.0), &delta, &key) {
-                        Ok(v) => v,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    if value.len() > self.max_value_bytes {
-                        return Ok(Err(Error::ValueTooLarge {
-                            size: value.len(),
-                            max: self.max_value_bytes,
-                        }));
-                    }
-                    let expires = ttl.map(|d| deadline(now, d)).unwrap_or(cur_exp);
-                    (key, Some(Arc::new(Planned { value, expires })))
-                }
-            };
-            overlay.insert(key.clone(), state.clone());
-            plan.push((key, state));
-        }
-        let mut versions = Vec::with_capacity(plan.len());
-        for (key, state) in plan {
-            match state {
-                Some(p) => {
-                    let version = m.take_version();
-                    t.kv_put(&key, version, p.expires, p.value.as_str().as_bytes(), m)?;
-                    hot.push(kv_hot(key.clone(), p.value.clone(), version, p.expires));
-                    versions.push((key, Some(Version::from_u64(version))));
-                }
-                None => {
-                    t.kv_delete(&key, m)?;
-                    hot.push(HotUpdate::Remove(HotKey::Kv(key.as_str().into())));
-                    versions.push((key, None));
-                }
-            }
-        }
-        Ok(Ok(AtomicResult { versions }))
-    }
-}
-
-fn kv_hot(key: String, value: JsonText, version: u64, expires: u64) -> HotUpdate {
-    HotUpdate::Put(
-        HotKey::Kv(key.into()),
-        HotValue::Kv(Arc::new(KvRecord {
-            version: Version::from_u64(version),
-            expires_at: (expires != 0).then(|| from_nanos(expires)),
-            value,
-        })),
-    )
-}
-
-fn soft_expire(
-    t: &mut WriteTables<'_>,
-    m: &mut Meta,
-    hash: &Hash,
-    now: SystemTime,
-    hot: &mut Vec<HotUpdate>,
-) -> Result<bool> {
-    let Some(mut e) = t.cache_get(hash)?.filter(|e| e.stale_until > now) else {
-        return Ok(false);
-    };
-    e.fresh_until = e.fresh_until.min(now);
-    e.soft_purged = true;
-    t.cache_put(&e, m)?;
-    hot.push(HotUpdate::Put(
-        HotKey::Cache(*hash),
-        HotValue::Cache(Arc::new(e)),
-    ));
-    Ok(true)
 }
