@@ -355,3 +355,24 @@ fn check_listener_tls(tls: &aside_policies::ListenerTls) -> anyhow::Result<()> {
         .map(drop)
         .map_err(|e| bad(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `aside-policies` cannot depend on `aside-store`, so the config's
+    /// `[store]` defaults repeat the store's own: they must not drift apart.
+    #[test]
+    fn store_settings_defaults_are_the_stores() {
+        let settings = aside_policies::StoreSettings::default();
+        let limits = Limits::default();
+        assert_eq!(settings.max_key_bytes, limits.max_key_bytes);
+        assert_eq!(settings.max_value_bytes, limits.max_value_bytes);
+        assert_eq!(settings.min_ttl, limits.min_ttl);
+        assert_eq!(settings.max_ttl, limits.max_ttl);
+        let store = StoreConfig::new(settings.path.clone());
+        assert_eq!(settings.hot_capacity, store.hot_capacity);
+        assert_eq!(settings.cold_capacity, store.cold_capacity);
+        assert_eq!(settings.cold_cache, store.redb_cache_bytes);
+    }
+}

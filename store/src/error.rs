@@ -1,6 +1,7 @@
 //! The one error type of the crate.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::Version;
@@ -154,6 +155,26 @@ fn kb_text(max: usize) -> String {
         format!("{}", kb as u64)
     } else {
         format!("{kb:.2}")
+    }
+}
+
+// Here rather than in `version.rs`, so that `version` stays a leaf under `error`.
+impl FromStr for Version {
+    type Err = Error;
+
+    /// # Errors
+    /// `Error::InvalidVersion` when the text is not 16 hex digits.
+    fn from_str(s: &str) -> Result<Version, Error> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidVersion {
+                version: s.to_string(),
+            });
+        }
+        u64::from_str_radix(s, 16)
+            .map(Version::from_u64)
+            .map_err(|_| Error::InvalidVersion {
+                version: s.to_string(),
+            })
     }
 }
 

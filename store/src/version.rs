@@ -1,10 +1,9 @@
 //! Versions: a store-wide counter, persisted in the meta table, so a version is
 //! never reused, even across restarts. Outside the store it is an opaque string.
+//! A leaf module: parsing one from text, which answers with the crate's
+//! `Error`, is in `error.rs`.
 
 use std::fmt;
-use std::str::FromStr;
-
-use crate::Error;
 
 /// The version of one write. Displayed as 16 lowercase hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,25 +25,6 @@ impl Version {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
-    }
-}
-
-impl FromStr for Version {
-    type Err = Error;
-
-    /// # Errors
-    /// `Error::InvalidVersion` when the text is not 16 hex digits.
-    fn from_str(s: &str) -> Result<Version, Error> {
-        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidVersion {
-                version: s.to_string(),
-            });
-        }
-        u64::from_str_radix(s, 16)
-            .map(Version)
-            .map_err(|_| Error::InvalidVersion {
-                version: s.to_string(),
-            })
     }
 }
 
