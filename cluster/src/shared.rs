@@ -33,6 +33,14 @@ use crate::redis_kv::{connection, ConnectError, RedisSettings};
 /// After a failed or timed-out call, how long lookups skip the shared tier.
 pub const DOWN_PAUSE: Duration = Duration::from_secs(1);
 
+/// The least a `GET`'s lookup after a local miss (the call that finds the
+/// shared copy or takes the cluster's lease) may wait for Redis, whatever
+/// `timeout` says. It stands in front of an origin request, which is slower
+/// than this; giving up sooner under load (a node busy with a storm of
+/// clients polls Redis's answer late) would send the node to the origin and
+/// break "one origin request per key". Hits never wait for it.
+pub const MISS_LOOKUP_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// Entries handled per purge script call (bounds the time Redis is busy).
 const PURGE_BATCH: usize = 500;
 
@@ -296,6 +304,17 @@ impl SharedCache {
         }
     }
 
+    /// [`SharedCache::put`] on a task of its own, waited for up to `timeout`.
+    /// A fill calls it before pingora lets the node's own waiting requests
+    /// go: answering them keeps the node busy for a while, and a write that
+    /// waits behind them (Redis's answer read late) wakes the other nodes'
+    /// waiters late. A slower write finishes in the background.
+    pub async fn put_soon(&self, entry: CacheEntry, lease: Option<String>) {
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.put(&entry, lease).await });
+        let _ = tokio::time::timeout(self.settings.timeout, task).await;
+    }
+
     /// Copies a filled entry to the shared tier (entries over the size limit
     /// are skipped). Errors are logged and counted; callers do not wait for it.
     ///
@@ -428,7 +447,8 @@ impl SharedCache {
                 )
                 .await
             };
-            let reply = match tokio::time::timeout(self.settings.timeout, call).await {
+            let bound = self.settings.timeout.max(MISS_LOOKUP_TIMEOUT);
+            let reply = match tokio::time::timeout(bound, call).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);

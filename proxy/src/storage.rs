@@ -561,12 +561,13 @@ impl HandleMiss for AsideMiss {
         };
         let size = self.body.len();
         entry.body = std::mem::take(&mut self.body).freeze();
-        if let Some(shared) = self.shared.clone() {
-            // Off the response's path: other nodes find it a moment later (and
-            // the lease, if this node fetched under one, goes with the write).
+        if let Some(shared) = &self.shared {
+            // Before this node's waiting requests are let go (pingora does it
+            // when this returns), bounded by the shared tier's timeout: the
+            // other nodes' waiters wake on this write (and the lease, if this
+            // node fetched under one, goes with it).
             let lease = shared.take_lease(&entry.hash);
-            let copy = entry.clone();
-            tokio::spawn(async move { shared.put(&copy, lease).await });
+            shared.put_soon(entry.clone(), lease).await;
         }
         self.store
             .cache_fill(entry)
