@@ -203,19 +203,16 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
-/// Whether `name` is a valid HTTP header name (an RFC 9110 token).
+/// Whether `name` is a valid HTTP header name (an RFC 9110 token), by the
+/// `http` crate the proxy sends it with.
 pub(crate) fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
 }
 
-/// Whether `value` can be sent as a header value (no control characters).
+/// Whether `value` can be sent as a header value (no control characters but
+/// tab), by the `http` crate the proxy sends it with.
 pub(crate) fn is_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
+    http::HeaderValue::from_str(value).is_ok()
 }
 
 #[cfg(test)]
@@ -317,7 +314,12 @@ mod tests {
         assert!(!is_header_name("X Api"));
         assert!(!is_header_name(""));
         assert!(!is_header_name("X:Y"));
+        assert!(is_header_name("x-lower_and.dots~"));
+        assert!(!is_header_name("X\"Y"));
         assert!(is_header_value("abc def"));
+        assert!(is_header_value("tab\tand obs-text \u{e9}"));
+        assert!(is_header_value(""));
         assert!(!is_header_value("a\r\nb"));
+        assert!(!is_header_value("del\u{7f}"));
     }
 }
