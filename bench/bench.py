@@ -374,6 +374,12 @@ def scenario_defs(smoke):
         "cold-16k": dict(title="Cold-tier hit: 4,000 keys x 16 KiB (62.5 MiB) over an 8 MiB hot tier, "
                                "uniform random keys, 32 connections",
                          size=16384, keys=4000, script="keys.lua", hot="8MiB", conns=32),
+        "cold-1k": dict(title="Cold-tier hit: 200,000 keys x 1 KiB over an 8 MiB hot tier, "
+                              "uniform random keys, 32 connections",
+                        size=1024, keys=200000, script="keys.lua", hot="8MiB", conns=32),
+        "cold-1m": dict(title="Large objects: 200 keys x 1 MiB over a 64 MiB hot tier, "
+                              "uniform random keys, 32 connections",
+                        size=1 << 20, keys=200, script="keys.lua", hot="64MiB", conns=32),
         "storm": dict(title="Miss storm: 1,000 concurrent requests for one cold key, origin takes 200 ms",
                       size=1024, n=1000, ms=200, hot="64MiB"),
         "zipf": dict(title="Mixed: Zipf(s=1.0) over 10,000 keys x 1 KiB, 90% hits (10% never-seen keys), "
@@ -383,6 +389,10 @@ def scenario_defs(smoke):
     if smoke:
         s["cold-16k"].update(keys=400, hot="1MiB",
                              title="Cold-tier hit (smoke: 400 keys x 16 KiB over a 1 MiB hot tier)")
+        s["cold-1k"].update(keys=2000, hot="1MiB",
+                            title="Cold-tier hit (smoke: 2,000 keys x 1 KiB over a 1 MiB hot tier)")
+        s["cold-1m"].update(keys=20, hot="8MiB",
+                            title="Large objects (smoke: 20 keys x 1 MiB over an 8 MiB hot tier)")
         s["storm"].update(n=100, title="Miss storm (smoke: 100 concurrent requests, origin 200 ms)")
         s["zipf"].update(keys=500, title="Mixed Zipf, 90% hits (smoke: 500 keys)")
     return s
