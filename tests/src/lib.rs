@@ -216,6 +216,21 @@ where
     addr
 }
 
+/// A [`raw_origin`] that answers every request on every connection with
+/// `reply`, written as it is (a response without `Date`, odd fields, ...).
+pub async fn fixed_reply_origin(reply: &'static [u8]) -> SocketAddr {
+    raw_origin(move |mut s| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
 /// Path of the `aside` binary built by cargo (`target/<profile>/aside`).
 pub fn aside_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("ASIDE_BIN") {

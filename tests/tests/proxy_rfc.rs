@@ -1,6 +1,6 @@
 //! RFC 9111 / 9213 details and route policies, end to end.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aside_tests::{Aside, Origin, Reply};
 
@@ -42,20 +42,9 @@ async fn age_includes_the_origin_age_and_reduces_freshness() {
 #[tokio::test]
 async fn date_is_added_when_the_origin_sends_none() {
     // A raw origin (axum would add a Date of its own); pingora's server sets it.
-    let addr = aside_tests::raw_origin(|mut s| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let reply =
-                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\r\nx";
-            if s.write_all(reply).await.is_err() {
-                break;
-            }
-        }
-    })
+    let addr = aside_tests::fixed_reply_origin(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\r\nx",
+    )
     .await;
     let aside = Aside::builder()
         .upstream(&format!("http://{addr}"))
@@ -68,6 +57,42 @@ async fn date_is_added_when_the_origin_sends_none() {
         let date = r.header("date");
         assert!(httpdate_like(date), "missing or malformed Date: {date:?}");
     }
+}
+
+/// RFC 9110 §6.6.1: a response that arrives without `Date` is stored with the
+/// time it was received, and its hits carry that time, not the time of the
+/// hit (their `Age` says how old it is).
+#[tokio::test]
+async fn a_response_without_date_is_stored_with_its_receive_time_rfc9110_6_6_1() {
+    let addr = aside_tests::fixed_reply_origin(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: max-age=600\r\n\r\nok",
+    )
+    .await;
+    let aside = Aside::builder()
+        .upstream(&format!("http://{addr}"))
+        .start()
+        .await;
+    let miss = aside.get("/d").await;
+    assert_eq!(miss.text(), "ok");
+    let received = httpdate::parse_http_date(miss.header("date")).expect("miss Date");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let hit = aside.get("/d").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    let date = httpdate::parse_http_date(hit.header("date")).expect("hit Date");
+    let apart = |a: SystemTime, b: SystemTime| {
+        a.duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap_or_default()
+    };
+    assert!(apart(date, received) <= Duration::from_secs(1), "{hit:?}");
+    assert!(
+        apart(SystemTime::now(), date) >= Duration::from_secs(2),
+        "{hit:?}"
+    );
+    assert!(
+        hit.header("age").parse::<u64>().unwrap_or(0) >= 2,
+        "{hit:?}"
+    );
 }
 
 /// `Tue, 24 Nov 2026 04:06:47 GMT`

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use aside_tests::{raw_origin, Aside, Origin, Reply};
+use aside_tests::{fixed_reply_origin, Aside, Origin, Reply};
 
 /// An HTTP-date (IMF-fixdate) `offset_secs` from now.
 fn http_date(offset_secs: i64) -> String {
@@ -70,20 +70,10 @@ async fn age_list_uses_its_first_value_rfc9111_5_1() {
 /// are hop-by-hop: not forwarded on the miss, not stored for the hit.
 #[tokio::test]
 async fn connection_named_fields_are_neither_forwarded_nor_stored_rfc9110_7_6_1() {
-    let addr = raw_origin(|mut s| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\
-                connection: X-Secret, X-Other\r\nx-secret: s\r\nx-other: o\r\nx-kept: k\r\n\r\nx";
-            if s.write_all(reply).await.is_err() {
-                break;
-            }
-        }
-    })
+    let addr = fixed_reply_origin(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncache-control: max-age=60\r\n\
+                connection: X-Secret, X-Other\r\nx-secret: s\r\nx-other: o\r\nx-kept: k\r\n\r\nx",
+    )
     .await;
     let aside = Aside::builder()
         .upstream(&format!("http://{addr}"))
