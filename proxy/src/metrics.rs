@@ -447,6 +447,18 @@ pub fn render(stats: &StoreStats) -> String {
         ],
     );
     family(
+        "aside_store_body_segments",
+        "gauge",
+        "Body segment files of the disk tier (bodies over 2 KiB)",
+        &[("", stats.body_segments)],
+    );
+    family(
+        "aside_store_body_file_bytes",
+        "gauge",
+        "Bytes of the disk tier's body segment files, live and not yet reclaimed",
+        &[("", stats.body_file_bytes)],
+    );
+    family(
         "aside_store_evictions_total",
         "counter",
         "Entries evicted to stay within capacity",
@@ -496,6 +508,7 @@ mod tests {
         for needle in [
             "aside_requests_total{cache_status=\"hit\"}",
             "aside_upstream_requests_total{upstream=\"weather\"} 2",
+            "aside_store_body_file_bytes 0",
             "aside_upstream_errors_total{upstream=\"weather\"} 1",
             "aside_upstream_latency_seconds_bucket{upstream=\"weather\",le=\"0.25\"} 1",
             "aside_cache_lock_waits_total",

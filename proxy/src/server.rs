@@ -84,7 +84,8 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         .context("tokio runtime")?;
     // The store's error names the file already.
     let store = rt.block_on(Store::open(store_config(&config)))?;
-    restrict_to_owner(&config.store.path);
+    restrict_to_owner(&config.store.path, 0o600);
+    restrict_to_owner(store.bodies_dir(), 0o700);
 
     let mut token_source = config.admin.token.clone();
     if matches!(token_source, aside_policies::TokenSource::Generate)
@@ -291,10 +292,10 @@ impl BackgroundService for PurgeFanout {
 
 /// The store file holds every cached response and KV value: readable by its
 /// owner only, like the admin token beside it (redb creates it 0644).
-fn restrict_to_owner(path: &std::path::Path) {
+fn restrict_to_owner(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot make the store file private (0600)");
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(path = %path.display(), error = %e, mode = format!("{mode:o}"), "cannot make the store private");
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::clock::to_nanos;
-use crate::cold::Hash;
+use crate::cold::{Ctx, Hash};
 use crate::hot::{HotKey, HotValue};
 use crate::op::{done, Done, Op};
 use crate::settle::HotUpdate;
@@ -28,7 +28,7 @@ pub(crate) fn apply(
     let now_n = to_nanos(now);
     match op {
         Op::CacheFill { entry, .. } => {
-            t.cache_put(&entry, m)?;
+            t.cache_put(&entry, None, m)?;
             hot.push(HotUpdate::Put(
                 HotKey::Cache(entry.hash),
                 HotValue::Cache(entry),
@@ -42,17 +42,30 @@ pub(crate) fn apply(
             stale_until,
             reply,
         } => {
-            let found = t.cache_get(&hash)?.filter(|e| e.stale_until > now);
-            let Some(mut e) = found else {
+            let found = t.cache_get(&hash)?.filter(|(e, _)| e.stale_until > now);
+            let Some((mut e, loc)) = found else {
                 answers.push(done(reply, Ok(false)));
                 return Ok(());
             };
+            // The hot tier gets the whole entry, so a body in a segment is read
+            // back (from the page cache: it was just served).
+            if let Some(l) = &loc {
+                match t.bodies.read(l).ctx("reading a cache body")? {
+                    Some(body) => e.body = body,
+                    None => {
+                        t.cache_delete(&hash, m)?;
+                        hot.push(HotUpdate::Remove(HotKey::Cache(hash)));
+                        answers.push(done(reply, Ok(false)));
+                        return Ok(());
+                    }
+                }
+            }
             e.meta_internal = meta_internal;
             e.meta_header = meta_header;
             e.fresh_until = fresh_until;
             e.stale_until = stale_until.max(fresh_until);
             e.soft_purged = false;
-            t.cache_put(&e, m)?;
+            t.cache_put(&e, loc, m)?;
             hot.push(HotUpdate::Put(
                 HotKey::Cache(hash),
                 HotValue::Cache(Arc::new(e)),
@@ -103,15 +116,17 @@ fn soft_expire(
     now: SystemTime,
     hot: &mut Vec<HotUpdate>,
 ) -> Result<bool> {
-    let Some(mut e) = t.cache_get(hash)?.filter(|e| e.stale_until > now) else {
+    let Some((mut e, loc)) = t.cache_get(hash)?.filter(|(e, _)| e.stale_until > now) else {
         return Ok(false);
     };
     e.fresh_until = e.fresh_until.min(now);
     e.soft_purged = true;
-    t.cache_put(&e, m)?;
-    hot.push(HotUpdate::Put(
-        HotKey::Cache(*hash),
-        HotValue::Cache(Arc::new(e)),
-    ));
+    t.cache_put(&e, loc, m)?;
+    // An entry whose body is in a segment leaves the hot tier rather than
+    // having its body read back: a soft purge may select many entries.
+    hot.push(match loc {
+        None => HotUpdate::Put(HotKey::Cache(*hash), HotValue::Cache(Arc::new(e))),
+        Some(_) => HotUpdate::Remove(HotKey::Cache(*hash)),
+    });
     Ok(true)
 }

@@ -176,11 +176,24 @@ impl Store {
     /// The cold tier's record of `hash`, expired or not.
     async fn read_cold(&self, hash: &Hash) -> Result<Option<Arc<CacheEntry>>> {
         let h = *hash;
+        let bodies = self.shared.bodies.clone();
         self.read(move |txn| {
-            let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
-            let g = table.get(&h).ctx("reading a cache entry")?;
-            g.map(|g| decode_cache(h, g.value(), true).map(|(e, _)| Arc::new(e)))
-                .transpose()
+            let rec = {
+                let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+                let Some(g) = table.get(&h).ctx("reading a cache entry")? else {
+                    return Ok(None);
+                };
+                decode_cache(h, g.value(), true)?
+            };
+            let mut entry = rec.entry;
+            if let Some(loc) = rec.loc {
+                // A body that is gone or does not match its checksum: a miss.
+                match bodies.read(&loc).ctx("reading a cache body")? {
+                    Some(body) => entry.body = body,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(Arc::new(entry)))
         })
         .await
     }

@@ -43,8 +43,11 @@ where
         if cache_stale_until(bytes)? <= now_nanos {
             return Ok(None);
         }
-        let (entry, size) = decode_cache(*hash, bytes, false)?;
-        Ok(Some(Listed { entry, size }))
+        let rec = decode_cache(*hash, bytes, false)?;
+        Ok(Some(Listed {
+            entry: rec.entry,
+            size: rec.body_len,
+        }))
     }
 
     pub(crate) fn is_live(&self, hash: &Hash, now_nanos: u64) -> Result<bool> {

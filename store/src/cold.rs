@@ -16,6 +16,8 @@
 //! - `lru`       (access stamp, hash) -> ()  cold budget eviction order
 //! - `meta`      name -> u64             version counter and byte/entry counters,
 //!   so that opening never scans the file.
+//! - `segments`  segment id -> live bytes  the body segment files records use
+//!   (see `bodies`), updated with the records.
 
 use std::ops::Bound;
 use std::time::SystemTime;
@@ -23,6 +25,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use redb::{ReadableTable, TableDefinition};
 
+use crate::bodies::BodyLoc;
 use crate::clock::{from_nanos, to_nanos};
 use crate::key::{key_from_stored, stored_key, stored_matches_prefix, stored_prefix_end};
 use crate::{CacheEntry, Error, JsonText, KvItem, Result, Version};
@@ -39,6 +42,7 @@ pub(crate) const CACHE_TAG: TableDefinition<(&str, &str, &Hash), ()> =
 pub(crate) const EXPIRY: TableDefinition<(u64, u8, &[u8]), ()> = TableDefinition::new("expiry");
 pub(crate) const LRU: TableDefinition<(u64, &Hash), ()> = TableDefinition::new("lru");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const SEGMENTS: TableDefinition<u32, u64> = TableDefinition::new("segments");
 
 /// `kind` column of the expiry index.
 pub(crate) const KIND_KV: u8 = 0;
@@ -48,7 +52,13 @@ pub(crate) const KIND_CACHE: u8 = 1;
 /// every incompatible change; a file with another version is refused at open.
 /// 2: `cache_url` rows carry the LRU stamp (no `access` table).
 /// 3: KV keys stored with `/` as 0x00 in `kv_parts` (part-by-part order).
-pub(crate) const FORMAT_VERSION: u64 = 3;
+/// 4: bodies over `bodies::INLINE_MAX` in segment files (a record may hold a
+///    body location instead of the body) and the `segments` table. A version 3
+///    file is upgraded at open: its records are valid version 4 records.
+pub(crate) const FORMAT_VERSION: u64 = 4;
+
+/// The oldest layout this build opens (and upgrades).
+pub(crate) const FORMAT_UPGRADABLE_FROM: u64 = 3;
 
 /// Meta table keys.
 pub(crate) const META_FORMAT: &str = "format_version";
@@ -129,15 +139,18 @@ pub(crate) fn decode_kv(bytes: &[u8]) -> Result<KvRaw> {
 }
 
 /// Cache record layout: stored_at, fresh_until, stale_until (u64 nanos), status u16,
-/// soft_purged u8, then length-prefixed url, host, tags, meta_internal, meta_header, body.
-pub(crate) fn encode_cache(e: &CacheEntry) -> Vec<u8> {
+/// soft_purged u8, then length-prefixed url, host, tags, meta_internal, meta_header,
+/// then the body: length-prefixed inline, or [`EXTERNAL`] followed by its
+/// location (segment u32, offset u64, length u64, CRC-32 u32) when `loc` is given.
+pub(crate) fn encode_cache(e: &CacheEntry, loc: Option<&BodyLoc>) -> Vec<u8> {
+    let body_len = if loc.is_some() { 24 } else { e.body.len() };
     let len = 64
         + e.url.len()
         + e.host.len()
         + e.tags.iter().map(|t| t.len() + 4).sum::<usize>()
         + e.meta_internal.len()
         + e.meta_header.len()
-        + e.body.len();
+        + body_len;
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&to_nanos(e.stored_at).to_le_bytes());
     out.extend_from_slice(&to_nanos(e.fresh_until).to_le_bytes());
@@ -152,18 +165,48 @@ pub(crate) fn encode_cache(e: &CacheEntry) -> Vec<u8> {
     }
     put_bytes(&mut out, &e.meta_internal);
     put_bytes(&mut out, &e.meta_header);
-    put_bytes(&mut out, &e.body);
+    match loc {
+        None => put_bytes(&mut out, &e.body),
+        Some(l) => {
+            out.extend_from_slice(&EXTERNAL.to_le_bytes());
+            out.extend_from_slice(&l.seg.to_le_bytes());
+            out.extend_from_slice(&l.off.to_le_bytes());
+            out.extend_from_slice(&l.len.to_le_bytes());
+            out.extend_from_slice(&l.crc.to_le_bytes());
+        }
+    }
     out
 }
+
+/// In a record's body-length field: the body is in a segment file.
+const EXTERNAL: u64 = u64::MAX;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
     out.extend_from_slice(b);
 }
 
-/// `with_body = false` skips copying the body (listing); `body` is then empty and
-/// the returned size is the stored body length.
-pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<(CacheEntry, u64)> {
+/// A decoded cache record.
+pub(crate) struct Record {
+    /// With its body when the body is inline and was asked for; empty otherwise.
+    pub(crate) entry: CacheEntry,
+    /// The body's length, wherever it is.
+    pub(crate) body_len: u64,
+    /// Where the body is when it is not inline.
+    pub(crate) loc: Option<BodyLoc>,
+}
+
+impl Record {
+    /// Bytes the entry counts against the cold budget: hash, record and body
+    /// (an external body is outside the record).
+    pub(crate) fn stored_bytes(&self, record_len: usize) -> u64 {
+        16 + record_len as u64 + self.loc.map_or(0, |l| l.len)
+    }
+}
+
+/// `with_body = false` skips copying an inline body (listing). An external
+/// body is never read here (see `bodies`).
+pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<Record> {
     let mut r = Reader::new(bytes, "cache");
     let stored_at = from_nanos(r.u64()?);
     let fresh_until = from_nanos(r.u64()?);
@@ -179,12 +222,22 @@ pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<
     }
     let meta_internal = Bytes::copy_from_slice(r.bytes()?);
     let meta_header = Bytes::copy_from_slice(r.bytes()?);
-    let body_raw = r.bytes()?;
-    let size = body_raw.len() as u64;
-    let body = if with_body {
-        Bytes::copy_from_slice(body_raw)
+    let (body, body_len, loc) = if r.peek_u64()? == EXTERNAL {
+        r.u64()?;
+        let seg = r.u32()?;
+        let off = r.u64()?;
+        let len = r.u64()?;
+        let crc = r.u32()?;
+        let loc = BodyLoc { seg, off, len, crc };
+        (Bytes::new(), len, Some(loc))
     } else {
-        Bytes::new()
+        let raw = r.bytes()?;
+        let body = if with_body {
+            Bytes::copy_from_slice(raw)
+        } else {
+            Bytes::new()
+        };
+        (body, raw.len() as u64, None)
     };
     let entry = CacheEntry {
         hash,
@@ -200,7 +253,11 @@ pub(crate) fn decode_cache(hash: Hash, bytes: &[u8], with_body: bool) -> Result<
         stale_until,
         soft_purged,
     };
-    Ok((entry, size))
+    Ok(Record {
+        entry,
+        body_len,
+        loc,
+    })
 }
 
 /// Only the url of a cache record (to find its index rows).
@@ -219,6 +276,7 @@ pub(crate) fn cache_stale_until(bytes: &[u8]) -> Result<u64> {
 }
 
 /// A bounds-checked cursor over a record: a corrupt record is an error, never a panic.
+#[derive(Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
     what: &'static str,
@@ -245,6 +303,16 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
+    }
+
+    fn peek_u64(&self) -> Result<u64> {
+        let mut ahead = *self;
+        ahead.u64()
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn u16(&mut self) -> Result<u16> {
@@ -441,9 +509,11 @@ mod tests {
             stale_until: UNIX_EPOCH + Duration::from_secs(30),
             soft_purged: true,
         };
-        let bytes = encode_cache(&e);
-        let (d, size) = decode_cache(e.hash, &bytes, true).unwrap();
+        let bytes = encode_cache(&e, None);
+        let rec = decode_cache(e.hash, &bytes, true).unwrap();
+        let (d, size) = (rec.entry, rec.body_len);
         assert_eq!(size, 4);
+        assert_eq!(rec.loc, None);
         assert_eq!(d.url, e.url);
         assert_eq!(d.tags, e.tags);
         assert_eq!(d.body, e.body);
@@ -451,6 +521,25 @@ mod tests {
         assert!(d.soft_purged);
         assert_eq!(cache_stale_until(&bytes).unwrap(), to_nanos(e.stale_until));
         // Every truncation is an error, never a panic.
+        for n in 0..bytes.len() {
+            assert!(decode_cache(e.hash, &bytes[..n], true).is_err());
+        }
+        // A body in a segment: the record holds its location instead.
+        let loc = BodyLoc {
+            seg: 3,
+            off: 32,
+            len: 70_000,
+            crc: 0xdead_beef,
+        };
+        let bytes = encode_cache(&e, Some(&loc));
+        let rec = decode_cache(e.hash, &bytes, true).unwrap();
+        assert_eq!((rec.loc, rec.body_len), (Some(loc), 70_000));
+        assert!(rec.entry.body.is_empty());
+        assert_eq!(rec.entry.url, e.url);
+        assert_eq!(
+            rec.stored_bytes(bytes.len()),
+            16 + bytes.len() as u64 + 70_000
+        );
         for n in 0..bytes.len() {
             assert!(decode_cache(e.hash, &bytes[..n], true).is_err());
         }

@@ -36,7 +36,8 @@ impl Default for Limits {
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// The redb file; parent directories are created.
+    /// The redb file; parent directories are created. Cache bodies over 2 KiB
+    /// go to segment files in the directory `<path>.bodies` beside it.
     pub path: PathBuf,
     /// Hot tier (memory) budget in bytes. Default: 256 MiB.
     pub hot_capacity: u64,
@@ -51,6 +52,11 @@ pub struct StoreConfig {
     /// redb page cache; kept small because the hot tier is moka's job and the OS
     /// page cache holds the file. Default: 4 MiB.
     pub redb_cache_bytes: usize,
+    /// Size at which a body segment file is closed and a new one started (see
+    /// the crate docs: bodies over 2 KiB live in segment files beside the redb
+    /// file). Smaller segments are emptied and reclaimed sooner; larger ones mean
+    /// fewer files. Default: 64 MiB.
+    pub body_segment_bytes: u64,
 }
 
 impl StoreConfig {
@@ -63,6 +69,7 @@ impl StoreConfig {
             gc_interval: Duration::from_secs(5),
             cache_flush_interval: Duration::from_secs(1),
             redb_cache_bytes: 4 * 1024 * 1024,
+            body_segment_bytes: 64 * 1024 * 1024,
         }
     }
 
@@ -80,6 +87,9 @@ impl StoreConfig {
         }
         if self.gc_interval.is_zero() {
             return Err(bad("gc_interval must be positive"));
+        }
+        if self.body_segment_bytes < 64 * 1024 {
+            return Err(bad("body_segment_bytes must be at least 64 KiB"));
         }
         if self.cache_flush_interval.is_zero() {
             return Err(bad("cache_flush_interval must be positive"));

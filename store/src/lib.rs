@@ -49,10 +49,12 @@
 
 mod apply_cache;
 mod apply_kv;
+mod bodies;
 mod cache;
 mod catalog;
 mod clock;
 mod cold;
+mod compact;
 mod config;
 mod counters;
 mod error;

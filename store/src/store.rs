@@ -1,6 +1,6 @@
 //! The `Store` handle: opening the file, the shared state, stats and shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::bodies::Bodies;
 use crate::cold::{self, Ctx, Hash};
 use crate::counters::Counters;
 use crate::hot::HotTier;
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     /// Cold hits waiting for the writer to record them in the LRU index. A cold
     /// read must not write, so it leaves a note here; the writer drains it lazily.
     pub(crate) touches: Arc<Mutex<Touches>>,
+    /// The segment files of bodies too large to sit in their redb record.
+    pub(crate) bodies: Arc<Bodies>,
     /// Which hashes the cold tier holds, so a plain miss skips redb.
     pub(crate) presence: Arc<ColdPresence>,
     /// The thread loading `presence` from the file after open; joined on drop
@@ -94,6 +97,10 @@ pub struct StoreStats {
     pub hot_evictions: u64,
     pub expired_collected: u64,
     pub write_errors: u64,
+    /// Body segment files (bodies over 2 KiB) and their total length: with
+    /// `cold_bytes`, how much of the disk the cold tier takes beyond what it holds.
+    pub body_segments: u64,
+    pub body_file_bytes: u64,
 }
 
 impl Store {
@@ -117,13 +124,14 @@ impl Store {
         let config = config.validate()?;
         let path = config.path.clone();
         let cfg = config.clone();
-        let (db, counters) = tokio::task::spawn_blocking(move || open_db(&cfg))
+        let (db, counters, seg_live, bodies) = tokio::task::spawn_blocking(move || open_db(&cfg))
             .await
             .map_err(|e| Error::Open {
                 path: path.clone(),
                 reason: format!("open task failed: {e}"),
             })??;
         let db = Arc::new(db);
+        let bodies = Arc::new(bodies);
         let readers = ReaderPool::start(&db).map_err(|reason| Error::Open {
             path: path.clone(),
             reason,
@@ -135,7 +143,7 @@ impl Store {
         let pending = Arc::new(Mutex::new(PendingFills::default()));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer::new(
-            db.clone(),
+            (db.clone(), bodies.clone(), seg_live),
             hot.clone(),
             clock.clone(),
             counters.clone(),
@@ -166,6 +174,7 @@ impl Store {
                 pending,
                 fill_budget: Arc::new(Semaphore::new(MAX_QUEUED_FILL_BYTES)),
                 touches,
+                bodies,
                 presence,
                 presence_loader: Mutex::new(presence_loader),
                 inflight: Mutex::new(HashMap::new()),
@@ -185,6 +194,11 @@ impl Store {
     /// The data file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The directory of body segment files beside the data file.
+    pub fn bodies_dir(&self) -> &Path {
+        self.shared.bodies.dir()
     }
 
     /// Commits pending cache fills durably (KV writes already are).
@@ -217,6 +231,8 @@ impl Store {
             hot_evictions: self.shared.hot.evictions(),
             expired_collected: c.expired_collected.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
+            body_segments: self.shared.bodies.file_count() as u64,
+            body_file_bytes: self.shared.bodies.file_bytes(),
         }
     }
 
@@ -293,10 +309,15 @@ impl Drop for Shared {
     }
 }
 
-/// Opens the file, creates missing tables and loads the counters from the meta
-/// table (no scan). Never panics on a bad file: redb errors, and in the worst case a
-/// panic inside redb, become `Error::Open` naming the path.
-fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
+/// What `open_db` hands to the store: the database, its counters, the live
+/// bytes per body segment and the segment files.
+type Opened = (Database, Counters, BTreeMap<u32, u64>, Bodies);
+
+/// Opens the file, creates missing tables, loads the counters from the meta
+/// table (no scan) and opens the body segments. Never panics on a bad file: redb
+/// errors, and in the worst case a panic inside redb, become `Error::Open`
+/// naming the path.
+fn open_db(config: &StoreConfig) -> Result<Opened> {
     let path = config.path.clone();
     let open_err = |reason: String| Error::Open {
         path: path.clone(),
@@ -320,9 +341,10 @@ fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
         Ok(Err(e)) => return Err(open_err(e.to_string())),
         Err(_) => return Err(open_err("the file is corrupt (redb panicked)".into())),
     };
-    let init = || -> Result<Counters> {
+    let init = || -> Result<(Counters, BTreeMap<u32, u64>)> {
         let txn = db.begin_write().ctx("initializing tables")?;
         let counters;
+        let mut seg_live = BTreeMap::new();
         {
             // Before any other table: an old layout would fail there with a less
             // helpful type-mismatch error.
@@ -339,23 +361,50 @@ fn open_db(config: &StoreConfig) -> Result<(Database, Counters)> {
                 .ctx("creating table cache_tag")?;
             txn.open_table(cold::EXPIRY).ctx("creating table expiry")?;
             txn.open_table(cold::LRU).ctx("creating table lru")?;
+            let segments = txn
+                .open_table(cold::SEGMENTS)
+                .ctx("creating table segments")?;
+            for row in segments.iter().ctx("reading table segments")? {
+                let (id, live) = row.ctx("reading table segments")?;
+                seg_live.insert(id.value(), live.value());
+            }
             let meta = txn.open_table(cold::META).ctx("creating table meta")?;
             counters = Counters::load(&meta)?;
         }
         txn.commit().ctx("initializing tables")?;
-        Ok(counters)
+        Ok((counters, seg_live))
     };
-    let counters = init().map_err(|e| match e {
+    let (counters, seg_live) = init().map_err(|e| match e {
         // Already names the path.
         Error::Open { .. } => e,
         e => open_err(e.to_string()),
     })?;
-    Ok((db, counters))
+    let dir = crate::bodies::dir_for(&path);
+    let (bodies, missing) = Bodies::open(
+        dir.clone(),
+        config.body_segment_bytes,
+        |id| seg_live.contains_key(&id),
+        seg_live.keys().next_back().copied(),
+    )
+    .map_err(|e| {
+        open_err(format!(
+            "cannot open the body segments in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if !missing.is_empty() {
+        tracing::error!(
+            dir = %dir.display(),
+            ?missing,
+            "body segment files are missing; the cache entries stored in them are misses until they are replaced or expire"
+        );
+    }
+    Ok((db, counters, seg_live, bodies))
 }
 
-/// Stamps a new file with [`cold::FORMAT_VERSION`]; refuses a file written with
-/// another layout (nothing is deployed with an older one, so there is no
-/// migration: the file is a cache plus KV data the operator must move or delete).
+/// Stamps a new file with [`cold::FORMAT_VERSION`], upgrades a file from
+/// [`cold::FORMAT_UPGRADABLE_FROM`] on, and refuses any other layout (older
+/// layouts were never released; a newer one is from a newer build).
 fn check_format(meta: &mut redb::Table<'_, &'static str, u64>, path: &Path) -> Result<()> {
     let found = meta
         .get(cold::META_FORMAT)
@@ -363,6 +412,19 @@ fn check_format(meta: &mut redb::Table<'_, &'static str, u64>, path: &Path) -> R
         .map(|g| g.value());
     match found {
         Some(v) if v == cold::FORMAT_VERSION => Ok(()),
+        // Version 3 records are valid version 4 records (bodies inline); only
+        // the `segments` table is new, and open creates it.
+        Some(v) if (cold::FORMAT_UPGRADABLE_FROM..cold::FORMAT_VERSION).contains(&v) => {
+            meta.insert(cold::META_FORMAT, cold::FORMAT_VERSION)
+                .ctx("writing meta")?;
+            tracing::info!(
+                path = %path.display(),
+                from = v,
+                to = cold::FORMAT_VERSION,
+                "store file upgraded: existing entries keep their bodies inline, new bodies over 2 KiB go to segment files"
+            );
+            Ok(())
+        }
         Some(v) => Err(format_error(path, v)),
         None => {
             // Every commit writes the counters, so a file without them has never
@@ -384,10 +446,21 @@ fn check_format(meta: &mut redb::Table<'_, &'static str, u64>, path: &Path) -> R
 fn format_error(path: &Path, found: u64) -> Error {
     Error::Open {
         path: path.to_path_buf(),
-        reason: format!(
-            "store file format version {found}, this build reads only version {}; \
-             move the file away or delete it (it is recreated empty)",
-            cold::FORMAT_VERSION
-        ),
+        reason: if found > cold::FORMAT_VERSION {
+            format!(
+                "store file format version {found} was written by a newer Aside; this build reads \
+                 versions {} to {}: run the newer build, or move the file and its .bodies directory \
+                 away (they are recreated empty)",
+                cold::FORMAT_UPGRADABLE_FROM,
+                cold::FORMAT_VERSION
+            )
+        } else {
+            format!(
+                "store file format version {found}, this build reads versions {} to {}; \
+                 move the file away or delete it (it is recreated empty)",
+                cold::FORMAT_UPGRADABLE_FROM,
+                cold::FORMAT_VERSION
+            )
+        },
     }
 }

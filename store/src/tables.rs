@@ -2,8 +2,12 @@
 //! index-maintaining primitives (put / delete keep the url, host, tag, expiry and
 //! LRU indexes and the byte counters in step with the records).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use crate::bodies::{Bodies, BodyLoc, INLINE_MAX};
 use crate::catalog::CacheTables;
 use crate::clock::{secs_ceil, to_nanos};
 use crate::cold::{self, decode_cache, encode_cache, encode_kv, Ctx, Hash, KvRaw};
@@ -72,6 +76,14 @@ pub(crate) struct WriteTables<'t> {
     pub(crate) expiry: Table<'t, (u64, u8, &'static [u8]), ()>,
     pub(crate) lru: Table<'t, (u64, &'static Hash), ()>,
     pub(crate) meta: Table<'t, &'static str, u64>,
+    segments: Table<'t, u32, u64>,
+    /// The body segment files (see `bodies`).
+    pub(crate) bodies: Arc<Bodies>,
+    /// Live bytes (headers included) per segment as of this transaction: a copy
+    /// of the writer's, which keeps it only when the commit succeeds.
+    pub(crate) seg_live: BTreeMap<u32, u64>,
+    /// Segments whose live bytes changed, for `write_meta`.
+    seg_touched: BTreeSet<u32>,
     /// Hashes written in this transaction: the writer adds them to the in-memory
     /// presence set before the commit (see `presence`).
     pub(crate) added: Vec<Hash>,
@@ -81,7 +93,11 @@ pub(crate) struct WriteTables<'t> {
 }
 
 impl<'t> WriteTables<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        bodies: Arc<Bodies>,
+        seg_live: BTreeMap<u32, u64>,
+    ) -> Result<WriteTables<'t>> {
         Ok(WriteTables {
             kv: txn.open_table(cold::KV).ctx("opening table kv_parts")?,
             cache: txn.open_table(cold::CACHE).ctx("opening table cache")?,
@@ -97,6 +113,12 @@ impl<'t> WriteTables<'t> {
             expiry: txn.open_table(cold::EXPIRY).ctx("opening table expiry")?,
             lru: txn.open_table(cold::LRU).ctx("opening table lru")?,
             meta: txn.open_table(cold::META).ctx("opening table meta")?,
+            segments: txn
+                .open_table(cold::SEGMENTS)
+                .ctx("opening table segments")?,
+            bodies,
+            seg_live,
+            seg_touched: BTreeSet::new(),
             added: Vec::new(),
             removed: Vec::new(),
         })
@@ -123,7 +145,29 @@ impl<'t> WriteTables<'t> {
         for (k, v) in rows {
             self.meta.insert(k, v).ctx("writing meta")?;
         }
+        for id in std::mem::take(&mut self.seg_touched) {
+            match self.seg_live.get(&id) {
+                Some(live) => self.segments.insert(id, *live),
+                None => self.segments.remove(id),
+            }
+            .ctx("writing the segments table")?;
+        }
         Ok(())
+    }
+
+    fn seg_add(&mut self, loc: &BodyLoc) {
+        *self.seg_live.entry(loc.seg).or_insert(0) += loc.span();
+        self.seg_touched.insert(loc.seg);
+    }
+
+    fn seg_sub(&mut self, loc: &BodyLoc) {
+        if let Some(live) = self.seg_live.get_mut(&loc.seg) {
+            *live = live.saturating_sub(loc.span());
+            if *live == 0 {
+                self.seg_live.remove(&loc.seg);
+            }
+        }
+        self.seg_touched.insert(loc.seg);
     }
 
     // ------------------------------------------------------------------ KV
@@ -188,21 +232,42 @@ impl<'t> WriteTables<'t> {
 
     // --------------------------------------------------------------- cache
 
-    pub(crate) fn cache_get(&self, hash: &Hash) -> Result<Option<CacheEntry>> {
+    /// The entry with its inline body, or without its body and with the body's
+    /// location when the body is in a segment.
+    pub(crate) fn cache_get(&self, hash: &Hash) -> Result<Option<(CacheEntry, Option<BodyLoc>)>> {
         match self.cache.get(hash).ctx("reading a cache entry")? {
-            Some(g) => Ok(Some(decode_cache(*hash, g.value(), true)?.0)),
+            Some(g) => {
+                let rec = decode_cache(*hash, g.value(), true)?;
+                Ok(Some((rec.entry, rec.loc)))
+            }
             None => Ok(None),
         }
     }
 
     /// Inserts or replaces an entry with all its index rows, and marks it used
-    /// (most recently used end of the LRU index).
+    /// (most recently used end of the LRU index). A body over `INLINE_MAX` goes
+    /// to a segment file, unless `stored` says where it already is (a
+    /// revalidation or soft purge keeps the body it has).
     ///
     /// One lookup: the record insert returns the old record, whose index rows are
     /// then dropped. A fill of a new hash writes 5 rows (record, url + stamp, host,
     /// expiry, lru) plus one per tag.
-    pub(crate) fn cache_put(&mut self, e: &CacheEntry, m: &mut Meta) -> Result<()> {
-        let rec = encode_cache(e);
+    pub(crate) fn cache_put(
+        &mut self,
+        e: &CacheEntry,
+        stored: Option<BodyLoc>,
+        m: &mut Meta,
+    ) -> Result<()> {
+        let loc = match stored {
+            Some(l) => Some(l),
+            None if e.body.len() > INLINE_MAX => Some(
+                self.bodies
+                    .append(&e.hash, &e.body)
+                    .ctx("writing a cache body")?,
+            ),
+            None => None,
+        };
+        let rec = encode_cache(e, loc.as_ref());
         let h = &e.hash;
         let old = match self
             .cache
@@ -211,14 +276,22 @@ impl<'t> WriteTables<'t> {
         {
             Some(g) => {
                 let bytes = g.value();
-                Some((decode_cache(*h, bytes, false)?.0, bytes.len()))
+                let old = decode_cache(*h, bytes, false)?;
+                let size = old.stored_bytes(bytes.len());
+                Some((old, size))
             }
             None => None,
         };
-        if let Some((old, len)) = old {
-            self.drop_index_rows(&old)?;
+        if let Some((old, size)) = old {
+            self.drop_index_rows(&old.entry)?;
+            if let Some(l) = &old.loc {
+                self.seg_sub(l);
+            }
             m.cache_entries = m.cache_entries.saturating_sub(1);
-            m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+            m.cache_bytes = m.cache_bytes.saturating_sub(size);
+        }
+        if let Some(l) = &loc {
+            self.seg_add(l);
         }
         m.lru_clock += 1;
         self.url
@@ -239,9 +312,37 @@ impl<'t> WriteTables<'t> {
             .insert((secs_ceil(e.stale_until), cold::KIND_CACHE, &h[..]), ())
             .ctx("writing the expiry index")?;
         m.cache_entries += 1;
-        m.cache_bytes += (16 + rec.len()) as u64;
+        m.cache_bytes += 16 + rec.len() as u64 + loc.map_or(0, |l| l.len);
         self.added.push(*h);
         Ok(())
+    }
+
+    /// Compaction: moves the body of `hash` out of `from` to the active segment
+    /// when the record still points there. Indexes, LRU stamp and counters stay
+    /// as they are. `false` when the record is gone, points elsewhere, or its
+    /// body does not read back whole (the entry is then left alone).
+    pub(crate) fn cache_relocate(&mut self, hash: &Hash, from: &BodyLoc) -> Result<bool> {
+        let rec = match self.cache.get(hash).ctx("reading a cache entry")? {
+            Some(g) => decode_cache(*hash, g.value(), false)?,
+            None => return Ok(false),
+        };
+        if rec.loc.as_ref() != Some(from) {
+            return Ok(false);
+        }
+        let Some(body) = self.bodies.read(from).ctx("reading a cache body")? else {
+            return Ok(false);
+        };
+        let to = self
+            .bodies
+            .append(hash, &body)
+            .ctx("writing a cache body")?;
+        let bytes = encode_cache(&rec.entry, Some(&to));
+        self.cache
+            .insert(hash, bytes.as_slice())
+            .ctx("writing a cache entry")?;
+        self.seg_sub(from);
+        self.seg_add(&to);
+        Ok(true)
     }
 
     /// Removes an entry and all its index rows. `true` when it existed.
@@ -249,16 +350,21 @@ impl<'t> WriteTables<'t> {
         let old = match self.cache.remove(hash).ctx("deleting a cache entry")? {
             Some(g) => {
                 let bytes = g.value();
-                Some((decode_cache(*hash, bytes, false)?.0, bytes.len()))
+                let old = decode_cache(*hash, bytes, false)?;
+                let size = old.stored_bytes(bytes.len());
+                Some((old, size))
             }
             None => None,
         };
-        let Some((e, len)) = old else {
+        let Some((old, size)) = old else {
             return Ok(false);
         };
-        self.drop_index_rows(&e)?;
+        self.drop_index_rows(&old.entry)?;
+        if let Some(l) = &old.loc {
+            self.seg_sub(l);
+        }
         m.cache_entries = m.cache_entries.saturating_sub(1);
-        m.cache_bytes = m.cache_bytes.saturating_sub((16 + len) as u64);
+        m.cache_bytes = m.cache_bytes.saturating_sub(size);
         self.removed.push(*hash);
         Ok(true)
     }

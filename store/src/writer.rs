@@ -26,6 +26,7 @@
 //! request does to the tables in `apply_kv` and `apply_cache`, the settler in
 //! `settle`, the published counters in `counters`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,7 +35,9 @@ use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
+use crate::bodies::Bodies;
 use crate::cold::{self, Ctx, Hash};
+use crate::compact::Compactor;
 use crate::counters::Counters;
 use crate::hot::HotTier;
 use crate::op::{done, Done, Op};
@@ -62,6 +65,10 @@ pub(crate) struct Writer {
     /// The committed meta counters; a batch works on a copy and keeps it only
     /// when its commit succeeds.
     meta: Meta,
+    /// Body segment files, and the committed live bytes of each (like `meta`).
+    bodies: Arc<Bodies>,
+    seg_live: BTreeMap<u32, u64>,
+    compactor: Compactor,
     cold_capacity: u64,
     gc_interval: Duration,
     flush_interval: Duration,
@@ -80,7 +87,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(
-        db: Arc<Database>,
+        (db, bodies, seg_live): (Arc<Database>, Arc<Bodies>, BTreeMap<u32, u64>),
         hot: HotTier,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
@@ -112,6 +119,9 @@ impl Writer {
             presence,
             pending,
             meta,
+            bodies,
+            seg_live,
+            compactor: Compactor::default(),
             cold_capacity: config.cold_capacity,
             gc_interval: config.gc_interval,
             flush_interval: config.cache_flush_interval,
@@ -226,16 +236,18 @@ impl Writer {
         let mut gc_more = false;
         let mut gc_counts = (0u64, 0u64);
         let mut gone: Vec<Hash> = Vec::new();
+        let mut seg_live = BTreeMap::new();
         let result = (|| -> Result<()> {
             let mut txn = self.db.begin_write().ctx("starting a write transaction")?;
             {
-                let mut t = WriteTables::open(&txn)?;
+                let mut t = WriteTables::open(&txn, self.bodies.clone(), self.seg_live.clone())?;
                 let now = self.clock.now();
                 self.apply_touches(&mut t, &mut meta)?;
                 for op in ops.by_ref() {
                     if let Op::Gc { reply } = op {
                         let r = gc::collect(&mut t, &mut meta, now, self.cold_capacity)?;
                         gc_more |= r.more;
+                        gc_more |= self.compactor.step(&mut t)?;
                         gc_counts.0 += r.expired;
                         gc_counts.1 += r.evicted;
                         hot.extend(r.removed.into_iter().map(HotUpdate::Remove));
@@ -245,12 +257,18 @@ impl Writer {
                     self.apply(op, &mut t, &mut meta, now, &mut answers, &mut hot)?;
                 }
                 t.write_meta(&meta)?;
+                seg_live = std::mem::take(&mut t.seg_live);
                 // Before the commit: a reader must never see a committed hash
                 // the set does not know.
                 for h in t.added.drain(..) {
                     self.presence.insert(&h);
                 }
                 gone = t.prefixes_gone()?;
+            }
+            if durable {
+                // Every body the committed records reference is on disk before
+                // they become durable (see `bodies`).
+                self.bodies.sync().ctx("syncing body segments")?;
             }
             txn.set_durability(if durable {
                 Durability::Immediate
@@ -269,6 +287,10 @@ impl Writer {
                     self.presence.remove_prefix_of(h);
                 }
                 self.meta = meta;
+                self.seg_live = seg_live;
+                if durable {
+                    self.reclaim_segments();
+                }
                 self.counters.publish(&meta);
                 self.counters
                     .expired_collected
@@ -312,6 +334,17 @@ impl Writer {
             }
         }
         gc_more
+    }
+
+    /// After a durable commit: deletes every segment file that no committed
+    /// record uses (emptied by GC, purges, replacements or compaction, or left
+    /// by a failed batch).
+    fn reclaim_segments(&self) {
+        for (id, _) in self.bodies.segments() {
+            if !self.seg_live.contains_key(&id) {
+                self.bodies.remove(id);
+            }
+        }
     }
 
     /// Hands a committed (or failed) batch to the settler thread, or settles it

@@ -22,6 +22,11 @@ fn value_for(key: &str, n: u64) -> serde_json::Value {
     json!({ "key": key, "n": n, "len": pad.len(), "pad": pad })
 }
 
+/// Cache bodies of fill `n`: inline, and in segment files (over 2 KiB).
+fn body_len(n: u64) -> usize {
+    [100, 3000, 20_000][(n % 3) as usize]
+}
+
 fn untorn(key: &str, v: &serde_json::Value) -> bool {
     v["key"] == json!(key)
         && v["pad"].as_str().map(str::len) == v["len"].as_u64().map(|l| l as usize)
@@ -47,6 +52,10 @@ fn crash_child() {
     rt.block_on(async move {
         let mut cfg = StoreConfig::new(path);
         cfg.cache_flush_interval = Duration::from_millis(50);
+        // Small segments and frequent GC: segments fill, empty, get compacted
+        // and deleted while the child is killed.
+        cfg.body_segment_bytes = 64 * 1024;
+        cfg.gc_interval = Duration::from_millis(50);
         let store = Store::open(cfg).await.unwrap();
         let mut tasks = Vec::new();
         for w in 0..16u64 {
@@ -72,8 +81,26 @@ fn crash_child() {
                         &["t"],
                         now,
                     );
-                    e.stale_until = now + Duration::from_secs(3600);
+                    e.body = vec![e.hash[0]; body_len(n)].into();
+                    // Half of the fills expire at once: GC deletes them, which
+                    // leaves segments sparse for compaction.
+                    e.stale_until = now
+                        + if n % 2 == 0 {
+                            Duration::from_secs(3600)
+                        } else {
+                            Duration::from_millis(100)
+                        };
                     store.cache_fill(e).await.unwrap();
+                    if n % 40 == 39 {
+                        let selector = aside_store::CacheSelector {
+                            prefixes: vec![format!("http://h/{w}/")],
+                            ..Default::default()
+                        };
+                        store
+                            .cache_purge(&selector, aside_store::PurgeMode::Hard, false)
+                            .await
+                            .unwrap();
+                    }
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {key} END").unwrap();
                     out.flush().unwrap();
@@ -176,9 +203,22 @@ async fn kill9_keeps_every_acknowledged_write() {
             .await
             .unwrap();
         for s in page.entries {
-            let (e, _) = store.cache_lookup(&s.hash).await.unwrap().unwrap();
-            assert_eq!(e.body.len(), 100);
-            assert!(e.body.iter().all(|b| *b == e.hash[0]));
+            let Some((e, _)) = store.cache_lookup(&s.hash).await.unwrap() else {
+                // Only an entry that expired since the listing may be gone.
+                assert!(
+                    s.stale_until <= std::time::SystemTime::now(),
+                    "{} lost",
+                    s.url
+                );
+                continue;
+            };
+            let n: u64 = e.url.rsplit('/').next().unwrap().parse().unwrap();
+            assert_eq!(e.body.len(), body_len(n), "body of {}", e.url);
+            assert!(
+                e.body.iter().all(|b| *b == e.hash[0]),
+                "torn body of {}",
+                e.url
+            );
         }
     }
     assert!(total_acked > 0);

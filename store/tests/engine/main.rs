@@ -1,6 +1,7 @@
 //! Integration tests of the engine through its public API (one binary, several modules).
 
 mod basic;
+mod bodies;
 mod crash;
 mod errors;
 mod model;

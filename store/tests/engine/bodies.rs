@@ -1,0 +1,288 @@
+//! Bodies over 2 KiB in segment files: they read back whole from both tiers and
+//! after a reopen, follow revalidation, soft and hard purges, leave disk space
+//! when they expire (whole segments deleted, mostly dead ones compacted), are a
+//! miss (never wrong bytes) when their file is damaged, and a store written by
+//! the previous release (format 3) opens and upgrades.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use aside_store::{CacheSelector, Clock, MockClock, PurgeMode, Store, StoreConfig, Tier};
+use bytes::Bytes;
+
+use crate::basic::entry;
+use crate::{config, fixture};
+
+fn body(seed: u8, len: usize) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ seed)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn big(hash: u8, len: usize, now: std::time::SystemTime) -> aside_store::CacheEntry {
+    let mut e = entry(hash, &format!("http://h/{hash}"), "h", &["t"], now);
+    e.body = body(hash, len);
+    e
+}
+
+async fn reopen(
+    dir: &tempfile::TempDir,
+    clock: &MockClock,
+    tweak: impl Fn(&mut StoreConfig),
+) -> Store {
+    let mut c = config(dir);
+    tweak(&mut c);
+    Store::open_with_clock(c, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bodies_of_every_size_read_back_from_both_tiers_and_after_reopen() {
+    let f = fixture().await;
+    let now = f.clock.now();
+    let sizes = [
+        (1u8, 100usize),
+        (2, 2048),
+        (3, 2049),
+        (4, 16 * 1024),
+        (5, 1024 * 1024),
+    ];
+    for (h, len) in sizes {
+        f.store.cache_fill(big(h, len, now)).await.unwrap();
+    }
+    f.store.flush().await.unwrap();
+    for (h, len) in sizes {
+        let (e, tier) = f.store.cache_lookup(&[h; 16]).await.unwrap().unwrap();
+        assert_eq!((tier, e.body.clone()), (Tier::Hot, body(h, len)));
+    }
+    let stats = f.store.stats();
+    assert_eq!(stats.body_segments, 1);
+    // Three bodies over 2 KiB, each with a 32-byte header.
+    assert_eq!(
+        stats.body_file_bytes,
+        (2049 + 16 * 1024 + 1024 * 1024 + 3 * 32) as u64
+    );
+    let listed = f
+        .store
+        .cache_list(&Default::default(), 100, None)
+        .await
+        .unwrap();
+    let mut sizes_listed: Vec<u64> = listed.entries.iter().map(|s| s.size).collect();
+    sizes_listed.sort_unstable();
+    assert_eq!(sizes_listed, vec![100, 2048, 2049, 16 * 1024, 1024 * 1024]);
+    let cold_bytes = stats.cold_bytes;
+
+    let Fixture { store, clock, dir } = f;
+    drop(store);
+    let store = reopen(&dir, &clock, |_| {}).await;
+    assert_eq!(store.stats().cold_bytes, cold_bytes);
+    for (h, len) in sizes {
+        let (e, tier) = store.cache_lookup(&[h; 16]).await.unwrap().unwrap();
+        assert_eq!(tier, Tier::Cold);
+        assert_eq!(e.body, body(h, len), "body of {h}");
+    }
+    // A replaced body frees its old bytes once the replacement is durable.
+    store.cache_fill(big(4, 3000, now)).await.unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+    let store = reopen(&dir, &clock, |_| {}).await;
+    assert_eq!(
+        store.cache_lookup(&[4; 16]).await.unwrap().unwrap().0.body,
+        body(4, 3000)
+    );
+}
+
+use crate::Fixture;
+
+#[tokio::test]
+async fn revalidation_and_soft_purge_keep_the_body_hard_purge_frees_the_segment() {
+    let f = fixture().await;
+    let now = f.clock.now();
+    f.store.cache_fill(big(7, 50_000, now)).await.unwrap();
+    f.store.flush().await.unwrap();
+    let later = now + Duration::from_secs(600);
+    assert!(f
+        .store
+        .cache_update_meta(
+            &[7; 16],
+            Bytes::from_static(b"mi2"),
+            Bytes::from_static(b"mh2"),
+            later,
+            later
+        )
+        .await
+        .unwrap());
+    let (e, _) = f.store.cache_lookup(&[7; 16]).await.unwrap().unwrap();
+    assert_eq!(
+        (e.meta_internal.as_ref(), e.body.clone()),
+        (&b"mi2"[..], body(7, 50_000))
+    );
+    assert!(f.store.cache_expire(&[7; 16]).await.unwrap());
+    let (e, _) = f.store.cache_lookup(&[7; 16]).await.unwrap().unwrap();
+    assert!(e.soft_purged);
+    assert_eq!(e.body, body(7, 50_000));
+    // Only the one body was ever written: revalidation and soft purge kept it.
+    assert_eq!(f.store.stats().body_file_bytes, 50_032);
+
+    let n = f
+        .store
+        .cache_purge(
+            &CacheSelector {
+                hosts: vec!["h".into()],
+                ..Default::default()
+            },
+            PurgeMode::Hard,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    f.store.flush().await.unwrap();
+    let stats = f.store.stats();
+    assert_eq!((stats.body_segments, stats.body_file_bytes), (0, 0));
+    assert_eq!(std::fs::read_dir(f.store.bodies_dir()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn expired_bodies_give_their_space_back_and_sparse_segments_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| c.body_segment_bytes = 64 * 1024).await;
+    let now = clock.now();
+    // 60 bodies of 4,000 B: 16 per 64 KiB segment. Every third lives long, the
+    // others expire: each segment is left a third full.
+    for i in 0..60u8 {
+        let mut e = big(i, 4000, now);
+        e.url = format!("http://h/{i}");
+        if i % 3 != 0 {
+            e.fresh_until = now + Duration::from_secs(1);
+            e.stale_until = now + Duration::from_secs(2);
+        } else {
+            e.stale_until = now + Duration::from_secs(3600);
+        }
+        store.cache_fill(e).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    let before = store.stats();
+    assert_eq!(before.body_segments, 4);
+    clock.advance(Duration::from_secs(10));
+    // GC deletes the 40 expired entries; then compaction passes move the 20
+    // survivors out of the sparse segments.
+    let mut removed = 0;
+    for _ in 0..20 {
+        removed += store.collect_garbage().await.unwrap();
+    }
+    assert_eq!(removed, 40);
+    store.flush().await.unwrap();
+    let after = store.stats();
+    let live = 20 * (4000 + 32);
+    assert!(
+        after.body_file_bytes <= live * 3 / 2,
+        "segment files {} bytes for {live} live bytes ({} segments)",
+        after.body_file_bytes,
+        after.body_segments
+    );
+    for i in (0..60u8).step_by(3) {
+        let (e, _) = store.cache_lookup(&[i; 16]).await.unwrap().unwrap();
+        assert_eq!(e.body, body(i, 4000));
+    }
+    // And from disk, after a reopen.
+    drop(store);
+    let store = reopen(&dir, &clock, |c| c.body_segment_bytes = 64 * 1024).await;
+    assert_eq!(store.stats().body_file_bytes, after.body_file_bytes);
+    for i in 0..60u8 {
+        let found = store.cache_lookup(&[i; 16]).await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(found.unwrap().0.body, body(i, 4000), "entry {i}");
+        } else {
+            assert!(found.is_none(), "expired entry {i} came back");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_or_missing_segment_is_a_miss_never_wrong_bytes() {
+    let f = fixture().await;
+    let now = f.clock.now();
+    f.store.cache_fill(big(1, 10_000, now)).await.unwrap();
+    f.store.flush().await.unwrap();
+    let Fixture { store, clock, dir } = f;
+    let bodies = store.bodies_dir().to_path_buf();
+    drop(store);
+    let seg = std::fs::read_dir(&bodies)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // One flipped byte in the body.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[5000] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let store = reopen(&dir, &clock, |_| {}).await;
+    assert!(store.cache_lookup(&[1; 16]).await.unwrap().is_none());
+    drop(store);
+    // The file gone altogether: the store opens, the entry is a miss.
+    std::fs::remove_file(&seg).unwrap();
+    let store = reopen(&dir, &clock, |_| {}).await;
+    assert!(store.cache_lookup(&[1; 16]).await.unwrap().is_none());
+    // A new fill of the key works as usual.
+    store.cache_fill(big(1, 9_000, now)).await.unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+    let store = reopen(&dir, &clock, |_| {}).await;
+    assert_eq!(
+        store.cache_lookup(&[1; 16]).await.unwrap().unwrap().0.body,
+        body(1, 9_000)
+    );
+}
+
+/// `tests/fixtures/format3.redb.gz` was written by the release before segment
+/// files (commit cbb37ef, format 3, every body inline) with
+/// `store/examples/write_format3_fixture.rs`: four cache entries of 100 B,
+/// 3,000 B, 20,000 B and 300,000 B (byte `n` of entry `i` is `n % 251 ^ i`)
+/// and the KV item `a/b` = `{"x":1}`.
+#[tokio::test]
+async fn a_format_3_store_opens_upgraded_with_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("aside.redb");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let gz = std::fs::File::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/format3.redb.gz"
+    ))
+    .unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .unwrap();
+    std::fs::write(&path, raw).unwrap();
+    let clock = MockClock::new(UNIX_EPOCH + Duration::from_secs(4_000_000_010));
+    for round in 0..2 {
+        let store = reopen(&dir, &clock, |_| {}).await;
+        let item = store.get("a/b").await.unwrap().unwrap();
+        assert_eq!(item.value.to_value(), serde_json::json!({"x": 1}));
+        for (i, len) in [(1u8, 100usize), (2, 3000), (3, 20_000), (4, 300_000)] {
+            let (e, _) = store.cache_lookup(&[i; 16]).await.unwrap().unwrap();
+            assert_eq!(e.url, format!("http://h{i}/x"));
+            assert_eq!(e.body, body(i, len), "round {round}, entry {i}");
+        }
+        if round == 0 {
+            // New bodies go to segments beside the upgraded file.
+            let mut e = big(9, 5000, clock.now());
+            e.stale_until = clock.now() + Duration::from_secs(60);
+            store.cache_fill(e).await.unwrap();
+            store.flush().await.unwrap();
+            assert_eq!(store.stats().body_segments, 1);
+        } else {
+            assert_eq!(
+                store.cache_lookup(&[9; 16]).await.unwrap().unwrap().0.body,
+                body(9, 5000)
+            );
+        }
+    }
+}
