@@ -251,12 +251,20 @@ impl Bodies {
             return Ok(None);
         };
         let len = usize::try_from(loc.len).map_err(|_| corrupt_header())?;
-        let mut buf = vec![0u8; len];
-        match file.read_exact_at(&mut buf, loc.off) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        // Read into spare capacity: no zero-filling of a buffer about to be
+        // overwritten (it was the largest cost of a cold hit after the copy).
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = loc.off + buf.len() as u64;
+            let n = rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at)
+                .map_err(io::Error::from)?;
+            if n == 0 {
+                // Shorter than the record says: not this body.
+                return Ok(None);
+            }
         }
+        // Capacity may exceed `len`, and so may the last read.
+        buf.truncate(len);
         if crc32fast::hash(&buf) != loc.crc {
             tracing::warn!(
                 segment = loc.seg,
