@@ -38,6 +38,7 @@ import asyncio
 import collections
 import datetime
 import hashlib
+import http.client
 import json
 import math
 import multiprocessing
@@ -753,6 +754,34 @@ def proc_status(pid):
         return None
 
 
+def disk_usage(data_dir, admin_port, token):
+    """The disk tier's footprint at the end of the soak (issue 18): apparent size and
+    allocated blocks of the redb file and of the body segment files, against the bytes of
+    the entries the store says it holds (`aside_store_bytes{tier="cold"}`)."""
+    out = {"redb_size": 0, "redb_blocks": 0, "seg_size": 0, "seg_blocks": 0, "segments": 0}
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            kind = "seg" if name.endswith(".seg") else "redb"
+            out[f"{kind}_size"] += st.st_size
+            out[f"{kind}_blocks"] += st.st_blocks * 512
+            out["segments"] += kind == "seg"
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+        text = conn.getresponse().read().decode()
+        conn.close()
+        for name, key in (('aside_store_bytes{tier="cold"}', "cold_bytes"),
+                          ('aside_store_entries{tier="cold"}', "cold_entries"),
+                          ("aside_store_expired_collected_total", "collected")):
+            m = re.search("^" + re.escape(name) + r" (\d+)$", text, re.M)
+            if m:
+                out[key] = int(m.group(1))
+    except (OSError, http.client.HTTPException) as e:
+        out["error"] = str(e)
+    return out
+
+
 def cpu_seconds(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -879,6 +908,7 @@ class Run:
     def start_aside(self):
         d = os.path.join(self.work, "aside")
         data = os.path.join(d, "data")
+        self.data_dir = data
         os.makedirs(data)
         self.port, self.admin_port = free_port(), free_port()
         template = CONFIG_TEMPLATE
@@ -1082,6 +1112,7 @@ class Run:
                     hold_thread.join(10)
             hold_loop.close()
         self.alive = self.aside.poll() is None
+        self.disk = disk_usage(self.data_dir, self.admin_port, self.token) if self.alive else None
         stop(self.aside, sig=signal.SIGINT)
         self.exit_code = self.aside.returncode
         with open(self.aside_log, "rb") as f:
@@ -1246,6 +1277,22 @@ def report(run):
              f"(the first {run.lanes[0]} + {run.lanes[1]} are the lanes themselves; more = the server closed some).")
     L.append("")
 
+    L.append("## Disk tier")
+    L.append("")
+    d = getattr(run, "disk", None)
+    if d and "cold_bytes" in d:
+        blocks = d["redb_blocks"] + d["seg_blocks"]
+        ratio = blocks / d["cold_bytes"] if d["cold_bytes"] else float("nan")
+        L.append(f"At the end of the soak the store held {d.get('cold_entries', 0):,} entries / "
+                 f"{d['cold_bytes'] / 2**20:.1f} MiB (`aside_store_bytes{{tier=\"cold\"}}`: keys, records and "
+                 f"bodies, live or within their stale windows), and had collected {d.get('collected', 0):,} expired "
+                 f"entries. On disk: redb file {d['redb_size'] / 2**20:.1f} MiB ({d['redb_blocks'] / 2**20:.1f} MiB "
+                 f"of blocks), {d['segments']} body segment files {d['seg_size'] / 2**20:.1f} MiB "
+                 f"({d['seg_blocks'] / 2**20:.1f} MiB of blocks). Blocks / held bytes: **{ratio:.2f}** "
+                 f"(issue 18's target: at most 1.5).")
+    else:
+        L.append(f"Not measured ({d and d.get('error') or 'Aside was not running at the end'}).")
+    L.append("")
     L.append("## Memory")
     L.append("")
     soak_samples = [s for s in run.samples if run.soak_t0 <= s[0] <= run.soak_t1]

@@ -133,7 +133,7 @@ pub struct AsideStorage {
     /// zstd-decompresses and re-parses the response header on every call, the
     /// largest cost of a hit; entries that need no more than `CacheMeta::new`
     /// to rebuild are decoded once and rebuilt from here.
-    decoded: moka::sync::Cache<[u8; 16], Arc<Decoded>>,
+    decoded: moka::sync::Cache<[u8; 16], Arc<Decoded>, foldhash::fast::RandomState>,
 }
 
 /// What `CacheMeta::new` needs to rebuild a meta without decoding its blobs.
@@ -237,7 +237,7 @@ impl AsideStorage {
         let decoded = moka::sync::Cache::builder()
             .max_capacity(decoded_capacity)
             .weigher(|_: &[u8; 16], d: &Arc<Decoded>| d.weight())
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Box::leak(Box::new(AsideStorage {
             store,
             shared,

@@ -6,7 +6,9 @@
 //!
 //! A [`Store`] is a cheap handle over shared state. Reads look in the **hot tier**
 //! first (a moka cache bounded in bytes, see `hot`), then in the **cold tier**
-//! (one redb file, see `cold`) off the tokio workers, promoting what they find.
+//! (one redb file, see `cold`, plus append-only segment files for cache bodies
+//! over 2 KiB, see `bodies` and `compact`) off the tokio workers, promoting what
+//! they find.
 //! Cold reads run on a small fixed pool of reader threads owned by the store
 //! (see `reader`), fed by a bounded queue, so that concurrency queues instead of
 //! growing threads; a lookup of a hash the cold tier does not hold skips redb

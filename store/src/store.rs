@@ -79,7 +79,7 @@ pub(crate) struct Shared {
     presence_loader: Mutex<Option<JoinHandle<()>>>,
     /// Cold reads in flight by hash, so that concurrent lookups of one hash (a
     /// storm) share one redb read. See `cache_lookup`.
-    pub(crate) inflight: Mutex<HashMap<Hash, Inflight>>,
+    pub(crate) inflight: Mutex<HashMap<Hash, Inflight, foldhash::fast::RandomState>>,
     /// For error messages.
     pub(crate) path: PathBuf,
 }
@@ -177,7 +177,7 @@ impl Store {
                 bodies,
                 presence,
                 presence_loader: Mutex::new(presence_loader),
-                inflight: Mutex::new(HashMap::new()),
+                inflight: Mutex::new(HashMap::default()),
                 path,
             }),
         })
