@@ -34,7 +34,7 @@
 //! that stay mostly dead (long-lived entries among expired ones) are compacted
 //! by the writer, a bounded slice per GC pass (see `gc`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -121,20 +121,20 @@ fn corrupt_header() -> io::Error {
 }
 
 impl Bodies {
-    /// Opens the segment directory (created if missing). `referenced` are the
-    /// segments the committed records use (the `segments` table); every other
+    /// Opens the segment directory (created if missing). `referenced` holds the
+    /// live bytes of each segment the committed records use (the `segments`
+    /// table); every other
     /// segment file is left over from fills lost in a crash and is deleted.
     /// Returns the store and the referenced segments whose file is missing.
     pub(crate) fn open(
         dir: PathBuf,
         segment_bytes: u64,
-        referenced: impl Fn(u32) -> bool,
-        highest_referenced: Option<u32>,
+        referenced: &BTreeMap<u32, u64>,
     ) -> io::Result<(Bodies, Vec<u32>)> {
         std::fs::create_dir_all(&dir)?;
         let mut files = HashMap::new();
         let mut lens = HashMap::new();
-        let mut highest = highest_referenced;
+        let mut highest = referenced.keys().next_back().copied();
         for item in std::fs::read_dir(&dir)? {
             let item = item?;
             let name = item.file_name();
@@ -142,7 +142,7 @@ impl Bodies {
                 continue;
             };
             highest = highest.max(Some(id));
-            if !referenced(id) {
+            if !referenced.contains_key(&id) {
                 tracing::info!(segment = %name.to_string_lossy(), "removing a body segment no committed entry uses");
                 std::fs::remove_file(item.path())?;
                 continue;
@@ -151,14 +151,11 @@ impl Bodies {
             lens.insert(id, file.metadata()?.len());
             files.insert(id, Arc::new(file));
         }
-        let mut missing = Vec::new();
-        if let Some(h) = highest_referenced {
-            for id in 0..=h {
-                if referenced(id) && !files.contains_key(&id) {
-                    missing.push(id);
-                }
-            }
-        }
+        let missing: Vec<u32> = referenced
+            .keys()
+            .copied()
+            .filter(|id| !files.contains_key(id))
+            .collect();
         let total = lens.values().sum();
         let bodies = Bodies {
             dir,
@@ -366,9 +363,8 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, seg: u64, referenced: &[u32]) -> (Bodies, Vec<u32>) {
-        let r = referenced.to_vec();
-        let highest = referenced.iter().copied().max();
-        Bodies::open(dir.to_path_buf(), seg, move |id| r.contains(&id), highest).unwrap()
+        let live = referenced.iter().map(|id| (*id, 1)).collect();
+        Bodies::open(dir.to_path_buf(), seg, &live).unwrap()
     }
 
     #[test]

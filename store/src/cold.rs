@@ -143,7 +143,8 @@ pub(crate) fn decode_kv(bytes: &[u8]) -> Result<KvRaw> {
 /// then the body: length-prefixed inline, or [`EXTERNAL`] followed by its
 /// location (segment u32, offset u64, length u64, CRC-32 u32) when `loc` is given.
 pub(crate) fn encode_cache(e: &CacheEntry, loc: Option<&BodyLoc>) -> Vec<u8> {
-    let body_len = if loc.is_some() { 24 } else { e.body.len() };
+    // An external body: the marker and the location (8 + 4 + 8 + 8 + 4 bytes).
+    let body_len = if loc.is_some() { 32 } else { e.body.len() };
     let len = 64
         + e.url.len()
         + e.host.len()

@@ -380,18 +380,13 @@ fn open_db(config: &StoreConfig) -> Result<Opened> {
         e => open_err(e.to_string()),
     })?;
     let dir = crate::bodies::dir_for(&path);
-    let (bodies, missing) = Bodies::open(
-        dir.clone(),
-        config.body_segment_bytes,
-        |id| seg_live.contains_key(&id),
-        seg_live.keys().next_back().copied(),
-    )
-    .map_err(|e| {
-        open_err(format!(
-            "cannot open the body segments in {}: {e}",
-            dir.display()
-        ))
-    })?;
+    let (bodies, missing) = Bodies::open(dir.clone(), config.body_segment_bytes, &seg_live)
+        .map_err(|e| {
+            open_err(format!(
+                "cannot open the body segments in {}: {e}",
+                dir.display()
+            ))
+        })?;
     if !missing.is_empty() {
         tracing::error!(
             dir = %dir.display(),

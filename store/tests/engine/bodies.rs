@@ -12,7 +12,7 @@ use aside_store::{CacheSelector, Clock, MockClock, PurgeMode, Store, StoreConfig
 use bytes::Bytes;
 
 use crate::basic::entry;
-use crate::{config, fixture};
+use crate::{config, fixture, Fixture};
 
 fn body(seed: u8, len: usize) -> Bytes {
     Bytes::from(
@@ -85,18 +85,33 @@ async fn bodies_of_every_size_read_back_from_both_tiers_and_after_reopen() {
         assert_eq!(tier, Tier::Cold);
         assert_eq!(e.body, body(h, len), "body of {h}");
     }
-    // A replaced body frees its old bytes once the replacement is durable.
-    store.cache_fill(big(4, 3000, now)).await.unwrap();
-    store.flush().await.unwrap();
-    drop(store);
-    let store = reopen(&dir, &clock, |_| {}).await;
-    assert_eq!(
-        store.cache_lookup(&[4; 16]).await.unwrap().unwrap().0.body,
-        body(4, 3000)
-    );
+    // A replaced body reads back after a reopen.
+    refill_and_reopen(store, &dir, &clock, 4, 3000).await;
 }
 
-use crate::Fixture;
+/// Fills `hash` with a body of `len`, reopens the store and checks the body.
+async fn refill_and_reopen(
+    store: Store,
+    dir: &tempfile::TempDir,
+    clock: &MockClock,
+    hash: u8,
+    len: usize,
+) {
+    store.cache_fill(big(hash, len, clock.now())).await.unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+    let store = reopen(dir, clock, |_| {}).await;
+    assert_eq!(
+        store
+            .cache_lookup(&[hash; 16])
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .body,
+        body(hash, len)
+    );
+}
 
 #[tokio::test]
 async fn revalidation_and_soft_purge_keep_the_body_hard_purge_frees_the_segment() {
@@ -231,14 +246,7 @@ async fn a_damaged_or_missing_segment_is_a_miss_never_wrong_bytes() {
     let store = reopen(&dir, &clock, |_| {}).await;
     assert!(store.cache_lookup(&[1; 16]).await.unwrap().is_none());
     // A new fill of the key works as usual.
-    store.cache_fill(big(1, 9_000, now)).await.unwrap();
-    store.flush().await.unwrap();
-    drop(store);
-    let store = reopen(&dir, &clock, |_| {}).await;
-    assert_eq!(
-        store.cache_lookup(&[1; 16]).await.unwrap().unwrap().0.body,
-        body(1, 9_000)
-    );
+    refill_and_reopen(store, &dir, &clock, 1, 9_000).await;
 }
 
 /// `tests/fixtures/format3.redb.gz` was written by the release before segment
