@@ -337,6 +337,59 @@ async fn cached_entry_survives_a_restart_from_the_cold_tier() {
     assert_eq!(origin.hits(), 1);
 }
 
+/// Bodies over 2 KiB live in segment files beside the redb file: after a
+/// restart they come back byte for byte, `Range` reads slice them, and a purge
+/// gives their space back.
+#[tokio::test]
+async fn large_bodies_come_back_whole_from_the_disk_tier_after_a_restart() {
+    fn body(path: &str) -> Vec<u8> {
+        let len = if path == "/mid" { 20_000 } else { 300_000 };
+        (0..len)
+            .map(|i: usize| (i % 251) as u8 ^ path.len() as u8)
+            .collect()
+    }
+    let origin = Origin::start(|seen, _| {
+        Reply::ok(body(&seen.uri)).header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    for path in ["/mid", "/large"] {
+        assert_eq!(aside.get(path).await.body, body(path));
+    }
+    // Two bodies, each after its 32-byte header (fills are written just after
+    // the responses).
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == 20_000 + 300_000 + 2 * 32
+        })
+        .await,
+        "{}",
+        aside.metrics_text().await
+    );
+    let aside = aside.restart().await;
+    for path in ["/mid", "/large"] {
+        let r = aside.get(path).await;
+        assert_eq!(r.x_cache(), "HIT", "{path}: {}", aside.log());
+        assert_eq!(r.body, body(path), "{path} after the restart");
+    }
+    let r = aside
+        .request("GET", "/large", &[("range", "bytes=299990-")])
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, body("/large")[299_990..]);
+    assert_eq!(origin.hits(), 2);
+    for path in ["/mid", "/large"] {
+        assert_eq!(aside.request("PURGE", path, &[]).await.status, 200);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == 0
+        })
+        .await,
+        "segment files not reclaimed after the purges"
+    );
+}
+
 #[tokio::test]
 async fn purge_method_removes_the_url() {
     let origin = Origin::start(|_, n| cached(&format!("{n}"))).await;
