@@ -1,49 +1,31 @@
 //! Byte sizes written as `"256MiB"`, `"10GiB"`, `"512KB"` (decimal) or `"4096"`.
 
-/// Parses a byte size: a number (integer or decimal) and an optional unit.
-/// Binary units `KiB MiB GiB TiB` are powers of 1024, decimal units
-/// `KB MB GB TB` powers of 1000, `B` or no unit means bytes. Units are
-/// case-insensitive; a space between number and unit is allowed.
+/// Parses a byte size with the `bytesize` crate: a number (integer or
+/// decimal) and an optional unit. Binary units `KiB MiB GiB TiB` are powers
+/// of 1024, decimal units `KB MB GB TB` (or `K M G T`) powers of 1000, `B` or
+/// no unit means bytes. Units are case-insensitive; a space between number
+/// and unit is allowed.
 ///
 /// # Errors
 /// A message saying what was expected, for the caller to wrap with a key.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a size, e.g. \"256MiB\" or \"512KB\"");
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
-    {
+    // bytesize reads the number by f64 rules, which take ".5" and "5." too;
+    // a config file wants digits on both sides of the point.
+    let number = t
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or_default();
+    let mut parts = number.split('.');
+    if number.is_empty() || parts.any(str::is_empty) || number.matches('.').count() > 1 {
         return Err(bad());
     }
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "tb" | "t" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    let int: u64 = int.parse().map_err(|_| bad())?;
-    let mut total = int.checked_mul(mult).ok_or_else(bad)?;
-    if !frac.is_empty() {
-        // Exact decimal fraction: frac / 10^len * mult, rounded down.
-        let digits = frac.len().min(12) as u32;
-        let frac_val: u64 = frac[..digits as usize].parse().map_err(|_| bad())?;
-        let scale = 10u64.pow(digits);
-        let part = (u128::from(frac_val) * u128::from(mult)) / u128::from(scale);
-        total = total
-            .checked_add(u64::try_from(part).map_err(|_| bad())?)
-            .ok_or_else(bad)?;
+    match t.parse::<bytesize::ByteSize>() {
+        // bytesize saturates on overflow: u64::MAX means "too large".
+        Ok(size) if size.as_u64() != u64::MAX => Ok(size.as_u64()),
+        _ => Err(bad()),
     }
-    Ok(total)
 }
 
 /// Formats a byte size so that [`parse_size`] gives it back exactly: the

@@ -118,89 +118,60 @@ impl ParsedUrl {
     }
 }
 
-/// Parses `http(s)://host[:port][/path]`.
-pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
+/// Parses `http(s)://host[:port][/path]` with the `url` crate (WHATWG
+/// rules: lowercased scheme and host, IDNA, IPv6 literals, port range), then
+/// refuses what an upstream URL must not carry.
+pub(crate) fn parse_url(text: &str) -> Result<ParsedUrl, String> {
+    use url::ParseError;
     let example = "e.g. \"https://api.example.com\" or \"http://127.0.0.1:8081/v1\"";
-    let (scheme, rest) = if let Some(r) = strip_prefix_ci(url, "https://") {
-        (Scheme::Https, r)
-    } else if let Some(r) = strip_prefix_ci(url, "http://") {
-        (Scheme::Http, r)
-    } else {
+    let not_http = || format!("{text:?} is not an http:// or https:// URL, {example}");
+    // The parser would percent-encode these; in a config file they are a typo.
+    if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(format!(
-            "{url:?} is not an http:// or https:// URL, {example}"
+            "{text:?}: the URL contains spaces or control characters"
         ));
+    }
+    let url = url::Url::parse(text).map_err(|e| match e {
+        ParseError::RelativeUrlWithoutBase => not_http(),
+        ParseError::EmptyHost | ParseError::IdnaError | ParseError::InvalidDomainCharacter => {
+            format!("{text:?} has no valid host, {example}")
+        }
+        ParseError::InvalidPort => format!("{text:?} has an invalid port, {example}"),
+        ParseError::InvalidIpv6Address => {
+            format!("{text:?} has an invalid IPv6 address, {example}")
+        }
+        e => format!("{text:?} is not a valid URL ({e}), {example}"),
+    })?;
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => return Err(not_http()),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if tail.contains(['?', '#']) {
+    if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "{url:?}: a query or fragment is not allowed in an upstream URL"
+            "{text:?}: a query or fragment is not allowed in an upstream URL"
         ));
     }
-    if authority.contains('@') {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "{url:?}: credentials in the URL are not allowed; use headers = {{ Authorization = \"${{TOKEN}}\" }}"
+            "{text:?}: credentials in the URL are not allowed; use headers = {{ Authorization = \"${{TOKEN}}\" }}"
         ));
     }
-    let (host, port) = if authority.starts_with('[') {
-        let close = authority
-            .find(']')
-            .ok_or_else(|| format!("{url:?} has an unclosed IPv6 address, {example}"))?;
-        let host = &authority[..=close];
-        if host[1..close].parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{url:?} has an invalid IPv6 address, {example}"));
-        }
-        match &authority[close + 1..] {
-            "" => (host, None),
-            p => match p.strip_prefix(':') {
-                Some(p) => (host, Some(p)),
-                None => return Err(format!("{url:?} is not a valid URL, {example}")),
-            },
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let host_ok = !host.is_empty()
-        && (host.starts_with('[')
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
-    if !host_ok {
-        return Err(format!("{url:?} has no valid host, {example}"));
-    }
-    let port = match port {
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{text:?} has no valid host, {example}"))?;
+    let port = match url.port() {
         None => scheme.default_port(),
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("{url:?} has an invalid port {p:?}, {example}")),
-        },
+        Some(0) => return Err(format!("{text:?} has an invalid port 0, {example}")),
+        Some(n) => n,
     };
-    if tail.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-        return Err(format!(
-            "{url:?}: the path contains spaces or control characters"
-        ));
-    }
-    let base_path = tail.trim_end_matches('/').to_owned();
     Ok(ParsedUrl {
         scheme,
-        host: host.to_ascii_lowercase(),
+        host: host.to_owned(),
         port,
-        base_path,
+        base_path: url.path().trim_end_matches('/').to_owned(),
     })
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len()
-        && s.is_char_boundary(prefix.len())
-        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-    {
-        Some(&s[prefix.len()..])
-    } else {
-        None
-    }
 }
 
 /// Whether `name` is a valid HTTP header name (an RFC 9110 token), by the
@@ -271,6 +242,14 @@ mod tests {
                 "[::1]:9000",
             ),
             (
+                "http://B\u{fc}cher.example",
+                Scheme::Http,
+                "xn--bcher-kva.example",
+                80,
+                "",
+                "xn--bcher-kva.example",
+            ),
+            (
                 "HTTPS://x.io:8443",
                 Scheme::Https,
                 "x.io",
@@ -303,6 +282,8 @@ mod tests {
             "http://[::1",
             "http://x y.com",
             "http://x.com/a b",
+            "http://x.com/#top",
+            "http://user@x.com",
         ] {
             assert!(parse_url(url).is_err(), "{url}");
         }
