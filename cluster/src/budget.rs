@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::redis_kv::{connection, ConnectError, RedisSettings};
+use crate::connect::{connection, ConnectError, RedisSettings};
 
 /// Shared budgets over one Redis. Cheap to clone.
 #[derive(Clone)]

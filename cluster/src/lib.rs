@@ -23,6 +23,7 @@
 
 mod backend;
 mod budget;
+mod connect;
 pub mod latency;
 mod purge;
 mod redis_kv;
@@ -30,9 +31,10 @@ mod shared;
 
 pub use backend::{KvBackend, SharedKv};
 pub use budget::SharedBudget;
+pub use connect::{connection, ConnectError, RedisSettings};
 pub use purge::{
     ClusterView, Cursor, NodeView, Published, PurgeEvent, PurgeSettings, PurgeStats, Purges,
     Receipt, StreamId, WaitOutcome,
 };
-pub use redis_kv::{connection, ConnectError, RedisKv, RedisSettings};
+pub use redis_kv::RedisKv;
 pub use shared::{Lookup, SharedCache, SharedSettings, SharedStats};

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use event::{Cursor, Published, PurgeEvent, StreamId};
 pub use nodes::{ClusterView, NodeView, WaitOutcome};
 
-use crate::redis_kv::{connection, RedisSettings};
+use crate::connect::{connection, RedisSettings};
 
 /// Events waiting for the publisher task; callers wait for room, not for Redis.
 const CHANNEL: usize = 1024;

@@ -19,16 +19,19 @@
 //! `P{c}:x` the same members scored by stale-until (index rows of expired
 //! entries are swept by fills); `P{c}:o:<host>` and `P{c}:t:<tag>` SETs of hex.
 
+mod lease;
+mod purge;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aside_store::{CacheEntry, CacheSelector, PurgeMode};
+use aside_store::CacheEntry;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::redis_kv::{connection, ConnectError, RedisSettings};
+use crate::connect::{connection, ConnectError, RedisSettings};
 
 /// After a failed or timed-out call, how long lookups skip the shared tier.
 pub const DOWN_PAUSE: Duration = Duration::from_secs(1);
@@ -194,12 +197,12 @@ impl SharedCache {
                 filled: format!("{p}{{c}}:filled"),
             }),
             scripts: Arc::new(Scripts {
-                fill: Script::new(include_str!("lua/shared_fill.lua")),
-                purge_range: Script::new(include_str!("lua/shared_purge_range.lua")),
-                purge_entries: Script::new(include_str!("lua/shared_purge_entries.lua")),
-                acquire: Script::new(include_str!("lua/shared_acquire.lua")),
-                lease: Script::new(include_str!("lua/shared_lease.lua")),
-                refresh: Script::new(include_str!("lua/shared_refresh.lua")),
+                fill: Script::new(include_str!("../lua/shared_fill.lua")),
+                purge_range: Script::new(include_str!("../lua/shared_purge_range.lua")),
+                purge_entries: Script::new(include_str!("../lua/shared_purge_entries.lua")),
+                acquire: Script::new(include_str!("../lua/shared_acquire.lua")),
+                lease: Script::new(include_str!("../lua/shared_lease.lua")),
+                refresh: Script::new(include_str!("../lua/shared_refresh.lua")),
             }),
             settings: Arc::new(settings),
             down_until: Arc::new(parking_lot::Mutex::new(None)),
@@ -530,284 +533,6 @@ impl SharedCache {
         };
         self.wakers.lock().remove(&hash);
         outcome
-    }
-
-    fn waker(&self, hash: [u8; 16]) -> Arc<tokio::sync::Notify> {
-        self.wakers.lock().entry(hash).or_default().clone()
-    }
-
-    /// Starts the subscriber to the `filled` channel (once): it wakes the
-    /// lookups waiting for the key a node just wrote.
-    fn listen(&self) {
-        if self.listener.initialized() {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let started = this.listener.set(()).is_ok();
-            if started {
-                this.subscribe().await;
-            }
-        });
-    }
-
-    async fn subscribe(&self) {
-        use futures_util::StreamExt as _;
-        loop {
-            let client = match crate::redis_kv::client(&self.settings.redis) {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            match client.get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if pubsub.subscribe(&self.names.filled).await.is_ok() {
-                        let mut messages = pubsub.on_message();
-                        while let Some(msg) = messages.next().await {
-                            let Ok(payload) = msg.get_payload::<String>() else {
-                                continue;
-                            };
-                            if let Some(hash) = parse_hex(&payload) {
-                                if let Some(waker) = self.wakers.lock().get(&hash) {
-                                    waker.notify_waiters();
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: cannot subscribe; retrying");
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    /// Keeps a lease alive while this node still holds it.
-    async fn renew(&self, hash: [u8; 16], token: String) {
-        let key = format!("{}{}", self.names.lease, hex(&hash));
-        let started = Instant::now();
-        loop {
-            tokio::time::sleep(LEASE_TTL / 3).await;
-            let held = self.leases.lock().get(&hash) == Some(&token);
-            if !held {
-                return;
-            }
-            if started.elapsed() > LEASE_MAX_HOLD {
-                self.abandon(&hash);
-                return;
-            }
-            let renewed: redis::RedisResult<u8> = async {
-                let mut conn = self.conn().await?;
-                self.scripts
-                    .lease
-                    .key(&key)
-                    .arg(&token)
-                    .arg(LEASE_TTL.as_millis() as u64)
-                    .invoke_async(&mut conn)
-                    .await
-            }
-            .await;
-            if !matches!(renewed, Ok(1)) {
-                // Lost (or Redis unreachable): another node may fetch too.
-                let mut leases = self.leases.lock();
-                if leases.get(&hash) == Some(&token) {
-                    leases.remove(&hash);
-                }
-                return;
-            }
-        }
-    }
-
-    /// The token of the lease this node holds for `hash`, taken off the list of
-    /// held leases: the caller's fill ([`SharedCache::put`]) releases it.
-    pub fn take_lease(&self, hash: &[u8; 16]) -> Option<String> {
-        self.leases.lock().remove(hash)
-    }
-
-    /// Gives up the lease for `hash`, if this node holds it (the fetch ended
-    /// without a fill: an uncacheable answer, an error), so that waiting nodes
-    /// fetch at once instead of waiting out the lease.
-    pub fn abandon(&self, hash: &[u8; 16]) {
-        if let Some(token) = self.take_lease(hash) {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return; // No runtime (shutdown): the lease expires by itself.
-            };
-            let this = self.clone();
-            let hash = *hash;
-            runtime.spawn(async move { this.release(hash, token).await });
-        }
-    }
-
-    async fn release(&self, hash: [u8; 16], token: String) {
-        let key = format!("{}{}", self.names.lease, hex(&hash));
-        let released: redis::RedisResult<u8> = async {
-            let mut conn = self.conn().await?;
-            self.scripts
-                .lease
-                .key(&key)
-                .arg(&token)
-                .arg(0)
-                .invoke_async(&mut conn)
-                .await
-        }
-        .await;
-        if let Err(e) = released {
-            tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: lease not released (it expires)");
-        }
-    }
-
-    /// After this node revalidated `hash` (a 304): the shared copy takes the new
-    /// meta and freshness, so other nodes do not revalidate it again. Errors
-    /// are logged and counted; callers do not wait for it.
-    pub async fn refresh(
-        &self,
-        hash: [u8; 16],
-        meta_internal: &[u8],
-        meta_header: &[u8],
-        fresh_until: SystemTime,
-        stale_until: SystemTime,
-    ) {
-        let h = hex(&hash);
-        let result: redis::RedisResult<u8> = async {
-            let mut conn = self.conn().await?;
-            crate::latency::timed(
-                self.scripts
-                    .refresh
-                    .key(format!("{}{h}", self.names.entry))
-                    .key(&self.names.expiry)
-                    .arg(meta_internal)
-                    .arg(meta_header)
-                    .arg(ms(fresh_until))
-                    .arg(ms(stale_until))
-                    .arg(&h)
-                    .invoke_async(&mut conn),
-            )
-            .await
-        }
-        .await;
-        if let Err(e) = result {
-            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(target: "aside::cluster", error = %e, "shared cache tier: refresh after 304 failed");
-        }
-    }
-
-    /// The live shared copies of every Vary variant of `url` (for `GET /cache/entry`).
-    ///
-    /// # Errors
-    /// Redis unreachable or refusing.
-    pub async fn entries_for_url(&self, url: &str) -> redis::RedisResult<Vec<CacheEntry>> {
-        let mut conn = self.conn().await?;
-        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(&self.names.urls)
-            .arg(format!("[{url}\n"))
-            .arg(format!("[{url}\n\u{7f}"))
-            .arg("LIMIT")
-            .arg(0)
-            .arg(64)
-            .query_async(&mut conn)
-            .await?;
-        let mut entries = Vec::new();
-        for member in members {
-            let Some(hash) = member.rsplit_once('\n').and_then(|(_, h)| parse_hex(h)) else {
-                continue;
-            };
-            let fields: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
-                .arg(format!("{}{}", self.names.entry, hex(&hash)))
-                .query_async(&mut conn)
-                .await?;
-            if let Some(entry) = decode(hash, fields).filter(|e| ms(e.stale_until) > now_ms()) {
-                entries.push(entry);
-            }
-        }
-        Ok(entries)
-    }
-
-    /// Applies a purge to the shared tier: every entry the selector names (by
-    /// URL, prefix, host, tag, hash, or everything), hard or soft.
-    ///
-    /// # Errors
-    /// Redis unreachable or refusing: the purge fan-out keeps the event queued
-    /// and calls again.
-    pub async fn purge(
-        &self,
-        selector: &CacheSelector,
-        mode: PurgeMode,
-    ) -> redis::RedisResult<u64> {
-        let soft = u8::from(mode == PurgeMode::Soft);
-        let mut conn = self.conn().await?;
-        let mut purged = 0;
-        let mut ranges: Vec<(String, String)> = Vec::new();
-        if selector.everything {
-            ranges.push(("-".to_owned(), "+".to_owned()));
-        }
-        for url in &selector.urls {
-            ranges.push((format!("[{url}\n"), format!("[{url}\n\u{7f}")));
-        }
-        for prefix in &selector.prefixes {
-            ranges.push((format!("[{prefix}"), format!("[{prefix}\u{7f}")));
-        }
-        for (min, max) in ranges {
-            let mut from = min;
-            loop {
-                let (n, last): (u64, String) = crate::latency::timed(
-                    self.scripts
-                        .purge_range
-                        .key(&self.names.urls)
-                        .key(&self.names.expiry)
-                        .arg(&self.names.entry)
-                        .arg(soft)
-                        .arg(&from)
-                        .arg(&max)
-                        .arg(PURGE_BATCH)
-                        .invoke_async(&mut conn),
-                )
-                .await?;
-                purged += n;
-                if last.is_empty() {
-                    break;
-                }
-                from = format!("({last}");
-            }
-        }
-        let mut hashes: Vec<String> = selector.hashes.iter().map(hex).collect();
-        let sets = selector
-            .hosts
-            .iter()
-            .map(|h| format!("{}{}", self.names.host, h.to_ascii_lowercase()))
-            .chain(
-                selector
-                    .tags
-                    .iter()
-                    .map(|t| format!("{}{t}", self.names.tag)),
-            );
-        for set in sets {
-            let members: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&set)
-                .query_async(&mut conn)
-                .await?;
-            hashes.extend(members);
-            if soft == 0 {
-                redis::cmd("UNLINK")
-                    .arg(&set)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-        }
-        for batch in hashes.chunks(PURGE_BATCH) {
-            let mut invocation = self.scripts.purge_entries.prepare_invoke();
-            invocation
-                .key(&self.names.urls)
-                .key(&self.names.expiry)
-                .arg(&self.names.entry)
-                .arg(soft);
-            for h in batch {
-                invocation.arg(h);
-            }
-            let n: u64 = crate::latency::timed(invocation.invoke_async(&mut conn)).await?;
-            purged += n;
-        }
-        self.stats.purged.fetch_add(purged, Ordering::Relaxed);
-        Ok(purged)
     }
 }
 
