@@ -5,15 +5,15 @@
 //! Architecture: `cli` parses flags and loads the config (`settings`);
 //! `server` opens the store and runs one pingora server with its services:
 //! the proxy (`proxy`, whose cache hooks answer pingora-cache's questions with
-//! the route policy, over the `storage` adapter), the admin API (`admin`, whose
+//! the route policy, over the `cache_storage` adapter), the admin API (`admin`, whose
 //! runtime also runs the dashboard's `stats` sampler and start-up warming), the
 //! SIGHUP reloader and, with `[cluster]`, the purge fan-out. ARCHITECTURE.md at
 //! the repository root draws the whole picture. Everything lives in the library so tests build the
 //! same services as the binary.
 
 pub mod admin;
-pub mod cache_ops;
 pub mod cache_status;
+pub mod cache_storage;
 pub mod cli;
 pub mod client;
 pub mod conn_guard;
@@ -28,7 +28,6 @@ pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod stats;
-pub mod storage;
 mod structured_field;
 pub mod upstream;
 mod vary;

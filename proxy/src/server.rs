@@ -18,10 +18,10 @@ use pingora_core::services::listening::Service;
 use aside_policies::Config;
 use aside_store::{Limits, Store, StoreConfig};
 
+use crate::cache_storage::AsideStorage;
 use crate::conn_guard::{GuardedApp, HeaderDeadlines};
 use crate::proxy::{AsideProxy, Live, Shared};
 use crate::settings::{self, Overrides, Source};
-use crate::storage::AsideStorage;
 
 /// How long a cache fill may hold the per-key lock before others stop waiting on it.
 const LOCK_AGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -48,9 +48,9 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
 /// The store settings of a config, in the store's terms.
 pub fn store_config(config: &Config) -> StoreConfig {
     let mut sc = StoreConfig::new(config.store.path.clone());
-    // The decoded-meta cache (storage.rs) takes its share of the hot budget.
+    // The decoded-meta cache (cache_storage/meta.rs) takes its share of the hot budget.
     sc.hot_capacity =
-        config.store.hot_capacity - crate::storage::decoded_share(config.store.hot_capacity);
+        config.store.hot_capacity - crate::cache_storage::decoded_share(config.store.hot_capacity);
     sc.cold_capacity = config.store.cold_capacity;
     sc.redb_cache_bytes = config.store.cold_cache;
     sc.limits = Limits {
@@ -107,7 +107,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         config: Arc::new(ArcSwap::new(config.clone())),
         storage: AsideStorage::leak(
             store.clone(),
-            crate::storage::decoded_share(config.store.hot_capacity),
+            crate::cache_storage::decoded_share(config.store.hot_capacity),
             shared_cache,
         ),
         lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),

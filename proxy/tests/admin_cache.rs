@@ -5,14 +5,14 @@ mod admin_support;
 use std::time::Duration;
 
 use admin_support::{assert_error, send, start, Admin};
-use aside_proxy::cache_ops;
+use aside_proxy::admin::cache::entries;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
 /// Inject a response through the same code path the proxy's keys use.
 async fn inject(admin: &Admin, url: &str, body: &str) -> String {
     let config = admin.config.load_full();
-    cache_ops::inject(
+    entries::inject(
         &admin.store,
         &config,
         url,

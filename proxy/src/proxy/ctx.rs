@@ -83,7 +83,7 @@ pub struct Ctx {
     /// When the request arrived, for the access log.
     pub(super) started: Instant,
     /// The cluster lease slot of this request's cache key (shared tier only).
-    pub(super) lease: Option<Arc<crate::storage::LeaseSlot>>,
+    pub(super) lease: Option<Arc<crate::cache_storage::LeaseSlot>>,
     /// When the upstream request was sent, to time the origin.
     pub(super) upstream_started: Option<Instant>,
     /// How long the origin took to answer headers.

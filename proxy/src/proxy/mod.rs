@@ -36,6 +36,7 @@ use aside_policies::{Config, Route};
 use aside_store::CacheSelector;
 
 use crate::cache_status::CacheStatus;
+use crate::cache_storage::{AsideStorage, KeyInfo};
 use crate::decision::{
     decide, explicit_stale_if_error, fresh_verdict, must_revalidate, FreshVerdict,
     RequestDirectives, Stored,
@@ -44,7 +45,6 @@ use crate::fields::{
     merge_not_modified, not_modified_by_date, origin_age, strip_connection_fields,
 };
 use crate::protect::{Blocked, Outcome};
-use crate::storage::{AsideStorage, KeyInfo};
 use crate::upstream::UpstreamRuntime;
 
 /// `Cache-Status` (RFC 9211).
@@ -246,7 +246,7 @@ impl ProxyHttp for AsideProxy {
         let route_tags = ctx.live()?.route_tags[ctx.route].clone();
         let mut key = CacheKey::new(primary, "");
         let lease = self.shared.storage.is_shared().then(|| {
-            Arc::new(crate::storage::LeaseSlot {
+            Arc::new(crate::cache_storage::LeaseSlot {
                 may_fill: req.method == http::Method::GET,
                 ..Default::default()
             })

@@ -124,7 +124,7 @@ pub async fn inject(
         .checked_add(ttl)
         .ok_or_else(|| CacheOpError::BadInput("ttlSeconds is too large".into()))?;
     let meta = CacheMeta::new(fresh_until, now, 0, 0, resp);
-    let (internal, header) = crate::storage::serialize_meta(&meta)
+    let (internal, header) = crate::cache_storage::serialize_meta(&meta)
         .map_err(|e| CacheOpError::BadInput(format!("cannot encode headers: {e}")))?;
     let no_headers = |_: &str| None;
     let primary = t

@@ -1,6 +1,9 @@
 //! The cache admin API: list, inspect, inject and purge cached responses.
 //! URLs given by the operator are mapped through the live config's routes
-//! ([`crate::cache_ops::normalize_url`]) to the normalized URL the store keeps.
+//! ([`entries::normalize_url`]) to the normalized URL the store keeps.
+
+pub mod entries;
+mod wire;
 
 use std::time::{Duration, SystemTime};
 
@@ -10,14 +13,17 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::Json;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{answer_limit, json_answer, JsonBody, QueryParams, RawBody};
-use super::kv::{page_limit, rfc3339, MAX_PAGE};
-use super::{AdminState, Data};
-use crate::cache_ops::{self, CacheOpError};
+use self::entries::CacheOpError;
+use crate::admin::error::{ApiError, ErrorBody};
+use crate::admin::extract::{answer_limit, json_answer, JsonBody, QueryParams, RawBody};
+use crate::admin::kv::{page_limit, rfc3339, MAX_PAGE};
+use crate::admin::{AdminState, Data};
+
+pub use wire::{
+    EntriesView, EntryDetail, EntryParams, EntryView, HeaderView, InjectParams, Injected,
+    ListParams, PurgeBody, PurgeResult, UrlEntries,
+};
 
 /// Most selectors (urls + prefixes + hosts + tags) in one purge.
 pub const MAX_SELECTORS: usize = 1000;
@@ -35,167 +41,8 @@ impl From<CacheOpError> for ApiError {
     }
 }
 
-/// One cached response as listed.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EntryView {
-    /// Normalized URL (several entries share it when the origin varies on request headers).
-    pub url: String,
-    /// The entry's key (hex), distinguishing Vary variants.
-    pub hash: String,
-    pub host: String,
-    pub status: u16,
-    /// Body size in bytes.
-    pub size: u64,
-    /// `hot` or `cold` (this node), or `shared` (only in the cluster's shared
-    /// tier, `GET /cache/entry` with `[cluster] shared-cache`).
-    pub tier: &'static str,
-    #[schema(format = DateTime)]
-    pub stored_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub fresh_until: Option<String>,
-    #[schema(format = DateTime)]
-    pub stale_until: Option<String>,
-    pub tags: Vec<String>,
-    /// Marked stale by a soft purge.
-    pub soft_purged: bool,
-}
-
-/// A page of cached responses.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EntriesView {
-    pub entries: Vec<EntryView>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub cursor: Option<String>,
-}
-
-/// One response header.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HeaderView {
-    pub name: String,
-    pub value: String,
-}
-
-/// One stored variant of a URL, with its headers (and body when asked).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EntryDetail {
-    #[serde(flatten)]
-    pub entry: EntryView,
-    pub headers: Vec<HeaderView>,
-    /// The body: text when it is UTF-8, else base64 (see `bodyEncoding`). Only with `body=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// `utf8` or `base64`. Only with `body=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_encoding: Option<&'static str>,
-}
-
-/// Everything stored for one URL.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UrlEntries {
-    pub url: String,
-    /// One per Vary variant.
-    pub entries: Vec<EntryDetail>,
-}
-
-/// `GET /cache/entries` parameters (all combined with AND).
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Normalized URL prefix, e.g. `http://api.example.com/v1/`.
-    pub prefix: Option<String>,
-    /// Host (`host[:port]`, case-insensitive).
-    pub host: Option<String>,
-    pub tag: Option<String>,
-    /// Page size, 1 to 1000. Default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
-/// `GET` / `DELETE /cache/entry` parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EntryParams {
-    /// Absolute URL as clients request it through the proxy, e.g. `http://api.example.com/v1/x?a=1`.
-    pub url: String,
-    /// Include the body (GET only). Default false.
-    pub body: Option<bool>,
-}
-
-/// `PUT /cache/entry` parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[into_params(parameter_in = Query, rename_all = "camelCase")]
-pub struct InjectParams {
-    /// Absolute URL as clients request it through the proxy.
-    pub url: String,
-    /// How long the response stays fresh, 1 s to 365 days (by default).
-    #[param(minimum = 1, maximum = 31_536_000)]
-    pub ttl_seconds: u64,
-    /// Status of the stored response, 200 to 599. Default 200.
-    #[param(minimum = 200, maximum = 599)]
-    pub status: Option<u16>,
-}
-
-/// `PUT /cache/entry` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Injected {
-    /// The normalized URL the entry is stored under.
-    pub url: String,
-}
-
-/// `POST /cache/purge` body: entries matching ANY selector are purged.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct PurgeBody {
-    /// Absolute URLs (all Vary variants of each).
-    pub urls: Vec<String>,
-    /// Normalized URL prefixes.
-    pub prefixes: Vec<String>,
-    pub hosts: Vec<String>,
-    pub tags: Vec<String>,
-    /// Purge everything; must be explicit.
-    pub everything: bool,
-    /// Mark stale instead of removing: still usable for stale-while-revalidate,
-    /// stale-if-error and revalidation.
-    pub soft: bool,
-    /// Only count.
-    pub dry_run: bool,
-    /// Cluster mode: wait up to this long (e.g. `"2s"`, at most 30s) until every live
-    /// node has applied the purge; the answer says which did.
-    #[schema(example = "2s")]
-    pub wait: Option<String>,
-}
-
 /// Longest `wait` accepted.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-
-/// How many entries a purge matched and removed (or marked stale).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PurgeResult {
-    pub matched: u64,
-    /// 0 on a dry run.
-    pub purged: u64,
-    /// Cluster mode: the purge's entry in the shared purge stream; null when
-    /// standalone, on a dry run, or while Redis is unreachable (then `queued`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub purge_id: Option<String>,
-    /// Cluster mode: Redis is unreachable; the purge is applied here and kept on
-    /// disk until it can be sent to the other nodes.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub queued: bool,
-    /// With `wait`: the live nodes that applied the purge in time (this one included).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub confirmed: Option<Vec<String>>,
-    /// With `wait`: the live nodes that had not applied it when the wait ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unconfirmed: Option<Vec<String>>,
-}
 
 impl PurgeResult {
     fn local(matched: u64, purged: u64) -> PurgeResult {
@@ -298,7 +145,7 @@ pub async fn get_entry(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<EntryParams>,
 ) -> Result<Response, ApiError> {
-    let url = cache_ops::normalize_url(&state.config.load(), &params.url)?;
+    let url = entries::normalize_url(&state.config.load(), &params.url)?;
     let with_body = params.body.unwrap_or(false);
     let max = answer_limit(state.store.limits());
     // Bodies counted as they are read (base64 grows them by a third): the variants of one
@@ -381,7 +228,7 @@ fn entry_detail(
     body_bytes: &mut usize,
     max: usize,
 ) -> Result<EntryDetail, ApiError> {
-    let headers = cache_ops::entry_headers(entry)?
+    let headers = entries::entry_headers(entry)?
         .into_iter()
         .map(|(name, value)| HeaderView { name, value })
         .collect();
@@ -444,7 +291,7 @@ pub async fn put_entry(
         });
     }
     let config = state.config.load_full();
-    let normalized = cache_ops::normalize_url(&config, &params.url)?;
+    let normalized = entries::normalize_url(&config, &params.url)?;
     let mut response_headers = Vec::new();
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let value = content_type
@@ -461,7 +308,7 @@ pub async fn put_entry(
         .store
         .cache_purge(&selector, PurgeMode::Hard, false)
         .await?;
-    let url = cache_ops::inject(
+    let url = entries::inject(
         &state.store,
         &config,
         &params.url,
@@ -492,7 +339,7 @@ pub async fn delete_entry(
     State(state): State<AdminState>,
     QueryParams(params): QueryParams<EntryParams>,
 ) -> Result<Json<Data<PurgeResult>>, ApiError> {
-    let url = cache_ops::normalize_url(&state.config.load(), &params.url)?;
+    let url = entries::normalize_url(&state.config.load(), &params.url)?;
     let selector = CacheSelector {
         urls: vec![url],
         ..CacheSelector::default()
@@ -560,7 +407,7 @@ pub async fn purge(
     let urls = body
         .urls
         .iter()
-        .map(|u| cache_ops::normalize_url(&config, u))
+        .map(|u| entries::normalize_url(&config, u))
         .collect::<Result<Vec<_>, _>>()?;
     let selector = CacheSelector {
         urls,

@@ -1,0 +1,116 @@
+//! pingora's hit and miss handlers over a store entry.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::key::CacheKey;
+use pingora_cache::storage::{HandleHit, HandleMiss, MissFinishType, Storage};
+use pingora_cache::trace::SpanHandle;
+use pingora_error::{Error, ErrorType, Result};
+
+use aside_store::{CacheEntry, Store};
+
+use super::store_err;
+
+/// A hit: the whole body is already in memory (`Bytes`, cheap to slice), so
+/// seeking for Range requests is just moving two indexes.
+pub(super) struct AsideHit {
+    pub(super) entry: Arc<CacheEntry>,
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) done: bool,
+}
+
+#[async_trait]
+impl HandleHit for AsideHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.entry.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.entry.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start out of range {start} >= {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len));
+        self.done = false;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+impl Drop for AsideMiss {
+    fn drop(&mut self) {
+        // Dropped without `finish`: the fill failed; let other nodes fetch.
+        if let (Some(entry), Some(shared)) = (&self.entry, &self.shared) {
+            shared.abandon(&entry.hash);
+        }
+    }
+}
+
+/// A fill in progress. Dropped without `finish` = the fill failed: nothing is written.
+pub(super) struct AsideMiss {
+    pub(super) store: Store,
+    pub(super) shared: Option<aside_cluster::SharedCache>,
+    pub(super) entry: Option<CacheEntry>,
+    pub(super) body: BytesMut,
+}
+
+#[async_trait]
+impl HandleMiss for AsideMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let Some(mut entry) = self.entry.take() else {
+            return Error::e_explain(ErrorType::InternalError, "miss handler finished twice");
+        };
+        let size = self.body.len();
+        entry.body = std::mem::take(&mut self.body).freeze();
+        if let Some(shared) = &self.shared {
+            // Before this node's waiting requests are let go (pingora does it
+            // when this returns), bounded by the shared tier's timeout: the
+            // other nodes' waiters wake on this write (and the lease, if this
+            // node fetched under one, goes with it).
+            let lease = shared.take_lease(&entry.hash);
+            shared.put_soon(entry.clone(), lease).await;
+        }
+        self.store
+            .cache_fill(entry)
+            .await
+            .map_err(|e| store_err("cache fill", e))?;
+        Ok(MissFinishType::Created(size))
+    }
+}
