@@ -32,13 +32,60 @@ pub struct FileConfig {
 }
 
 /// One address or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// `listen = "127.0.0.1:8080"`
     One(String),
     /// `listen = ["127.0.0.1:8080", "[::1]:8080"]`
     Many(Vec<String>),
+}
+
+/// Deserialized by hand rather than `#[serde(untagged)]`, whose error
+/// ("data did not match any variant…") names neither the key's shape nor
+/// what was wrong; every wrong shape gets the one message below.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        const EXPECTED: &str = "expected an address like \"127.0.0.1:8080\" or an array of them";
+
+        struct Addrs;
+        impl<'de> Visitor<'de> for Addrs {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(&EXPECTED["expected ".len()..])
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut all = Vec::new();
+                while let Some(addr) = seq
+                    .next_element::<String>()
+                    .map_err(|_| de::Error::custom(EXPECTED))?
+                {
+                    all.push(addr);
+                }
+                Ok(OneOrMany::Many(all))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<OneOrMany, E> {
+                Err(E::custom(EXPECTED))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<OneOrMany, E> {
+                Err(E::custom(EXPECTED))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<OneOrMany, E> {
+                Err(E::custom(EXPECTED))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<OneOrMany, E> {
+                Err(E::custom(EXPECTED))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<OneOrMany, A::Error> {
+                Err(de::Error::custom(EXPECTED))
+            }
+        }
+        deserializer.deserialize_any(Addrs)
+    }
 }
 
 impl OneOrMany {

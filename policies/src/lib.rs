@@ -123,12 +123,6 @@ fn serde_message(path: &str, message: &str) -> (String, String) {
         };
         return (key, message);
     }
-    if message.starts_with("data did not match any variant of untagged enum OneOrMany") {
-        return (
-            path.to_owned(),
-            "expected an address like \"127.0.0.1:8080\" or an array of them".to_owned(),
-        );
-    }
     let message = message
         .replace("expected i64", "expected an integer")
         .replace("expected a sequence", "expected an array")

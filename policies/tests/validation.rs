@@ -115,6 +115,10 @@ fn syntax_and_unknown_keys() {
             "t.toml:2: server.listen: expected an address like \"127.0.0.1:8080\" or an array of them",
         ),
         (
+            "[server]\nlisten = [\"127.0.0.1:8080\", 8081]\n",
+            "t.toml:2: server.listen: expected an address like \"127.0.0.1:8080\" or an array of them",
+        ),
+        (
             &format!("{BASE}methods = \"GET\"\n"),
             "t.toml:7: route[0].methods: invalid type: string \"GET\", expected an array",
         ),
