@@ -20,7 +20,9 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
+mod binary;
 pub mod redis_server;
+pub use binary::aside_bin;
 pub use redis_server::RedisServer;
 
 /// Admin token every test instance uses.
@@ -229,26 +231,6 @@ pub async fn fixed_reply_origin(reply: &'static [u8]) -> SocketAddr {
         }
     })
     .await
-}
-
-/// Path of the `aside` binary built by cargo (`target/<profile>/aside`).
-pub fn aside_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ASIDE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/aside
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir layout");
-    let bin = dir.join("aside");
-    assert!(
-        bin.exists(),
-        "{} not found: build it first with `cargo build -p aside-proxy --bin aside` (make test does)",
-        bin.display()
-    );
-    bin
 }
 
 /// A running `aside` process with its own data directory and ports.
