@@ -42,6 +42,18 @@ fn base_is_valid() {
     assert_eq!(c.upstreams[0].name, "api");
 }
 
+/// Port 0 asks the kernel for a free port when Aside starts (its `--ready-file`
+/// says which): several port-0 listeners on one address are not a clash.
+#[test]
+fn port_zero_listeners_do_not_clash() {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"c\"\nkey = \"k\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{BASE}"
+    );
+    let c = parse_config(&text, "t.toml", &env).unwrap();
+    assert_eq!(c.server.listen[0].port(), 0);
+    assert_eq!(c.admin.listen.port(), 0);
+}
+
 #[test]
 fn syntax_and_unknown_keys() {
     check(&[

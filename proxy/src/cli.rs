@@ -49,6 +49,13 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
+    /// Once every listener is bound, write the bound addresses to this file as
+    /// JSON: `{"proxy": [..], "tls": [..], "admin": ".."}`. With port 0 in the
+    /// config (or `--listen 127.0.0.1:0`), this is how a supervisor or a test
+    /// learns the ports the kernel picked.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -119,7 +126,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match crate::server::run(source, overrides, loaded) {
+    match crate::server::run(source, overrides, loaded, args.ready_file.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("aside: {e:#}");

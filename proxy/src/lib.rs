@@ -21,6 +21,7 @@ pub mod decision;
 pub mod demo_origin;
 mod fields;
 pub mod key_memo;
+pub mod listeners;
 pub mod metrics;
 pub mod protect;
 pub mod proxy;

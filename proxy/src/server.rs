@@ -1,7 +1,6 @@
 //! Wiring: open the store, build the pingora server with the proxy service,
 //! the admin API and the reloader as background services, and run.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,6 +19,7 @@ use aside_store::{Limits, Store, StoreConfig};
 
 use crate::cache_storage::AsideStorage;
 use crate::conn_guard::{GuardedApp, HeaderDeadlines};
+use crate::listeners::{self, Bound};
 use crate::proxy::{AsideProxy, Live, Shared};
 use crate::settings::{self, Overrides, Source};
 
@@ -62,11 +62,17 @@ pub fn store_config(config: &Config) -> StoreConfig {
     sc
 }
 
-/// Run Aside until SIGTERM/SIGINT.
+/// Run Aside until SIGTERM/SIGINT. With `ready_file`, the bound addresses are
+/// written there once every listener is bound ([`listeners::write_ready_file`]).
 ///
 /// # Errors
 /// The store cannot be opened, a listener cannot bind, or TLS files are invalid.
-pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Result<()> {
+pub fn run(
+    source: Source,
+    overrides: Overrides,
+    config: Config,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     // Before anything is created on disk: pingora would panic on them later.
     if let Some(tls) = &config.server.tls {
         check_listener_tls(tls)?;
@@ -95,8 +101,37 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     }
     let token = crate::admin::resolve_token(&token_source, &data_dir)?;
 
+    let grace = config.server.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: config.server.threads.max(1),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        pid_file: data_dir.join("aside.pid").display().to_string(),
+        upgrade_sock: data_dir.join("aside-upgrade.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    // Every listener is bound now, so that port 0 works and a busy port fails here.
+    let fds = server.listen_fds();
+    let admin_listener = listeners::bind_admin(config.admin.listen)?;
+    let bound = Bound {
+        proxy: (config.server.listen.iter())
+            .map(|a| listeners::bind_proxy(*a, &fds))
+            .collect::<anyhow::Result<_>>()?,
+        tls: (config.server.tls.iter().flat_map(|t| &t.listen))
+            .map(|a| listeners::bind_proxy(*a, &fds))
+            .collect::<anyhow::Result<_>>()?,
+        admin: admin_listener.local_addr()?,
+    };
+
     let shared_cache = settings::shared_cache(&config)?;
-    let purges = settings::purges(&config, &store, shared_cache.clone());
+    let purges = settings::purges(
+        &config,
+        &store,
+        shared_cache.clone(),
+        bound.proxy.first().copied(),
+    );
     let live = Live::new(
         config.clone(),
         None,
@@ -113,18 +148,6 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         lock: Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT)),
         purges: purges.clone(),
     });
-
-    let grace = config.server.grace_period.as_secs().max(1);
-    let conf = ServerConf {
-        threads: config.server.threads.max(1),
-        grace_period_seconds: Some(grace),
-        graceful_shutdown_timeout_seconds: Some(grace),
-        pid_file: data_dir.join("aside.pid").display().to_string(),
-        upgrade_sock: data_dir.join("aside-upgrade.sock").display().to_string(),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
 
     // Request headers must arrive within deadlines, however the client trickles
     // them (pingora restarts its read timeout at every read).
@@ -148,12 +171,13 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     // connection: the header of a hit then leaves in one send and its body in
     // another, and idle keep-alive connections hold 64 KiB each (bench/PROFILE.md).
     let buffers = L4BufferSettings::new(config.server.read_buffer, config.server.write_buffer);
-    for addr in &config.server.listen {
+    // pingora finds each socket in its fd table under the bound address.
+    for addr in &bound.proxy {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     if let Some(tls) = &config.server.tls {
         let tls_buffers = buffers.read(DEFAULT_L4_READ_BUFFER_SIZE);
-        for addr in &tls.listen {
+        for addr in &bound.tls {
             let settings = TlsSettings::intermediate(
                 &tls.cert.display().to_string(),
                 &tls.key.display().to_string(),
@@ -168,10 +192,6 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
     }
     server.add_service(proxy);
 
-    // Bind the admin listener now so a busy port fails at start, not later.
-    let admin_listener = std::net::TcpListener::bind(config.admin.listen)
-        .with_context(|| format!("cannot bind admin listener {}", config.admin.listen))?;
-    admin_listener.set_nonblocking(true)?;
     let config_path = match &source {
         Source::File(path) => Some(Arc::from(
             std::fs::canonicalize(path)
@@ -194,6 +214,7 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         token: token.into(),
         reload: reload_fn.clone(),
         config_path,
+        proxy: bound.proxy.first().copied(),
         breakers: {
             let shared = shared.clone();
             Arc::new(move || {
@@ -227,8 +248,10 @@ pub fn run(source: Source, overrides: Overrides, config: Config) -> anyhow::Resu
         server.add_service(background_service("purge fan-out", PurgeFanout(purges)));
     }
 
-    let listen: Vec<SocketAddr> = config.server.listen.clone();
-    tracing::info!(?listen, admin = %config.admin.listen, store = %config.store.path.display(), "aside starting");
+    tracing::info!(listen = ?bound.proxy, tls = ?bound.tls, admin = %bound.admin, store = %config.store.path.display(), "aside starting");
+    if let Some(path) = ready_file {
+        listeners::write_ready_file(path, &bound)?;
+    }
     server.run(RunArgs::default());
     // Cache fills are committed lazily: make them durable before exiting.
     if let Err(e) = rt.block_on(shared.storage.store().flush()) {
@@ -268,8 +291,8 @@ impl BackgroundService for AdminService {
         }
         // The dashboard's series; ends with this runtime.
         tokio::spawn(crate::stats::run_sampler(self.state.store.clone()));
-        let config = self.state.config.load_full();
-        tokio::spawn(async move { crate::admin::warm::warm_at_start(&config).await });
+        let (config, proxy) = (self.state.config.load_full(), self.state.proxy);
+        tokio::spawn(async move { crate::admin::warm::warm_at_start(&config, proxy).await });
         if let Err(e) = crate::admin::serve(listener, self.state.clone(), self.limits, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }

@@ -126,8 +126,9 @@ fn redis_settings(c: &aside_policies::Cluster) -> aside_cluster::RedisSettings {
 }
 
 /// This node's id: `[cluster] node-id`, else `<hostname>:<first proxy port>`
-/// (unique per process on one host, stable across restarts).
-pub fn node_id(config: &Config) -> String {
+/// (unique per process on one host, stable across restarts). `proxy` is the
+/// first plain HTTP listener as bound (a configured port 0 resolved).
+pub fn node_id(config: &Config, proxy: Option<SocketAddr>) -> String {
     if let Some(id) = config.cluster.as_ref().and_then(|c| c.node_id.clone()) {
         return id;
     }
@@ -148,7 +149,7 @@ pub fn node_id(config: &Config) -> String {
             }
         })
         .collect();
-    let port = config.server.listen.first().map_or(0, |a| a.port());
+    let port = proxy.map_or(0, |a| a.port());
     format!("{host}:{port}")
 }
 
@@ -172,26 +173,23 @@ pub fn shared_cache(config: &Config) -> anyhow::Result<Option<aside_cluster::Sha
     Ok(Some(shared))
 }
 
+/// `proxy`: the first plain HTTP listener as bound (see [`node_id`]).
 pub fn purges(
     config: &Config,
     store: &aside_store::Store,
     shared: Option<aside_cluster::SharedCache>,
+    proxy: Option<SocketAddr>,
 ) -> aside_cluster::Purges {
     let Some(c) = &config.cluster else {
         return aside_cluster::Purges::default();
     };
-    let node_id = node_id(config);
+    let node_id = node_id(config, proxy);
     tracing::info!(node = %node_id, "cluster mode: purges fan out through Redis");
     aside_cluster::Purges::new(
         aside_cluster::PurgeSettings {
             redis: redis_settings(c),
             node_id,
-            address: config
-                .server
-                .listen
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            address: proxy.map(|a| a.to_string()).unwrap_or_default(),
             data_dir: data_dir(config).to_path_buf(),
             stream_length: c.purge_stream_length,
             heartbeat_interval: c.heartbeat_interval,

@@ -88,7 +88,8 @@ fn tls(f: &FileTls, plain: &[SocketAddr]) -> Result<ListenerTls> {
         Some(l) => addrs("server.tls.listen", l)?,
         None => vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
     };
-    if let Some(a) = listen.iter().find(|a| plain.contains(a)) {
+    // Port 0 (the kernel picks a free port) cannot clash.
+    if let Some(a) = listen.iter().find(|a| a.port() != 0 && plain.contains(a)) {
         return Err(err(
             "server.tls.listen",
             format!("{a} is also a server.listen address"),

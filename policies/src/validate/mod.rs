@@ -107,7 +107,8 @@ fn status(key: &str, n: i64) -> Result<u16> {
 pub(crate) fn validate(f: &FileConfig, env: Env<'_>) -> Result<Config> {
     let server = listeners::server(&f.server)?;
     let admin = listeners::admin(&f.admin)?;
-    if let Some(a) = server.listen.iter().find(|a| **a == admin.listen) {
+    // Port 0 (the kernel picks a free port) cannot clash.
+    if let Some(a) = (server.listen.iter()).find(|a| a.port() != 0 && **a == admin.listen) {
         return Err(err(
             "admin.listen",
             format!("{a} is also a server.listen address"),

@@ -78,6 +78,9 @@ pub struct AdminParts {
     pub config_path: Option<Arc<std::path::Path>>,
     /// Each upstream's circuit breaker state (`closed`, `half-open`, `open`), for `/metrics`.
     pub breakers: Arc<BreakersFn>,
+    /// The first plain HTTP proxy listener as bound (a configured port 0
+    /// resolved), which warm-ups send their requests to; `None` without one.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 /// Reads every upstream's circuit breaker state: `(upstream, state)`.

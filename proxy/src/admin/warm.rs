@@ -130,7 +130,7 @@ pub async fn start(
         }
         targets.push(uri);
     }
-    let proxy = state.config.load().server.listen.first().copied();
+    let proxy = state.proxy;
     let total = targets.len();
     let id = spawn_job(req.urls, targets, proxy, concurrency);
     Ok((
@@ -181,7 +181,7 @@ fn spawn_job(
 
 /// Warms every route's `warm` URLs once the proxy listener accepts
 /// connections (a job like `POST /cache/warm`'s, its id logged).
-pub async fn warm_at_start(config: &aside_policies::Config) {
+pub async fn warm_at_start(config: &aside_policies::Config, proxy: Option<SocketAddr>) {
     let urls: Vec<String> = config
         .routes
         .iter()
@@ -198,7 +198,7 @@ pub async fn warm_at_start(config: &aside_policies::Config) {
     else {
         return;
     };
-    let Some(proxy) = config.server.listen.first().copied() else {
+    let Some(proxy) = proxy else {
         tracing::warn!("warm: no plain HTTP listener; the routes' warm URLs are skipped");
         return;
     };

@@ -52,9 +52,17 @@ pub fn resolve(given: Given) -> Result<Admin, CliError> {
 
     let addr = match &given.admin {
         Some(text) => parse_addr(text)?,
-        None => config
-            .as_ref()
-            .map_or(DEFAULT_ADMIN, |c| connectable(c.admin.listen)),
+        None => match &config {
+            // The server picked the port at start; the file cannot say which.
+            Some(c) if c.admin.listen.port() == 0 => {
+                return Err(CliError::Usage(format!(
+                    "admin.listen is {} in the config (a port picked at start): give --admin ADDR (the server's --ready-file names it)",
+                    c.admin.listen
+                )))
+            }
+            Some(c) => connectable(c.admin.listen),
+            None => DEFAULT_ADMIN,
+        },
     };
     let token = match given.token {
         Some(token) => Some(token),

@@ -72,6 +72,7 @@ pub async fn start_with_kv(kv: impl FnOnce(&Store) -> aside_cluster::SharedKv) -
         reload,
         config_path: None,
         breakers: Arc::new(Vec::new),
+        proxy: config.load().server.listen.first().copied(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -370,8 +370,11 @@ impl Server {
     }
 
     /// Get the configured file descriptors for listening
+    ///
+    /// Aside patch (vendor/PATCHES.md): public, so that a caller can hand
+    /// pingora sockets it bound itself (port 0) under their bound address.
     #[cfg(unix)]
-    fn listen_fds(&self) -> ListenFds {
+    pub fn listen_fds(&self) -> ListenFds {
         self.bootstrap.lock().get_fds()
     }
 
