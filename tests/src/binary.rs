@@ -1,4 +1,5 @@
-//! Finding the `aside` binary cargo built, and refusing a stale one.
+//! Finding the `aside` binary cargo built (refusing a stale one), and learning
+//! where a started one listens.
 //!
 //! The end-to-end tests live in their own package, so cargo's
 //! `CARGO_BIN_EXE_aside` (set only for integration tests of the package that
@@ -7,8 +8,10 @@
 //! built from is newer than it: a test must never pass or fail on yesterday's
 //! build.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::process::Child;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The crates and patched dependencies the `aside` binary is built from,
 /// relative to the workspace root. Each one's `src/` and `Cargo.toml` count.
@@ -91,6 +94,53 @@ fn newest_source(root: &Path) -> Option<(PathBuf, SystemTime)> {
         }
     }
     newest
+}
+
+/// The addresses a started `aside` wrote to its `--ready-file`.
+pub(crate) struct Bound {
+    pub(crate) proxy: Vec<SocketAddr>,
+    pub(crate) tls: Vec<SocketAddr>,
+    pub(crate) admin: SocketAddr,
+}
+
+/// Waits (up to 30 s) for `child` to write its ready file at `path`; panics
+/// with the log in `dir` if it exits first or never does.
+pub(crate) async fn read_ready_file(path: &Path, child: &mut Child, dir: &Path) -> Bound {
+    let log = || std::fs::read_to_string(dir.join("aside.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(bytes) = std::fs::read(path) {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let addr = |v: &serde_json::Value| -> SocketAddr {
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{}: not an address: {v}", path.display()))
+            };
+            let list = |k: &str| -> Vec<SocketAddr> {
+                v[k].as_array()
+                    .map(|a| a.iter().map(addr).collect())
+                    .unwrap_or_default()
+            };
+            return Bound {
+                proxy: list("proxy"),
+                tls: list("tls"),
+                admin: addr(&v["admin"]),
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "aside exited ({status}) before it was ready; log:\n{}",
+                log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "aside wrote no ready file within 30 s; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[cfg(test)]

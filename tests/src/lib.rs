@@ -22,8 +22,10 @@ use axum::response::Response;
 
 mod binary;
 pub mod redis_server;
+mod wait;
 pub use binary::aside_bin;
 pub use redis_server::RedisServer;
+pub use wait::eventually;
 
 /// Admin token every test instance uses.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -240,6 +242,8 @@ pub struct Aside {
     pub addr: SocketAddr,
     /// Admin address.
     pub admin: SocketAddr,
+    /// TLS proxy addresses (`[server.tls] listen`), as bound.
+    pub tls: Vec<SocketAddr>,
     /// Data directory (kept for restarts).
     pub dir: Arc<tempfile::TempDir>,
     /// The config file.
@@ -254,7 +258,6 @@ pub struct AsideBuilder {
     routes: Vec<String>,
     extra: String,
     dir: Option<Arc<tempfile::TempDir>>,
-    ports: Option<(u16, u16)>,
     upstream_extra: String,
     server_extra: String,
     admin_extra: String,
@@ -268,7 +271,6 @@ impl Aside {
             routes: Vec::new(),
             extra: String::new(),
             dir: None,
-            ports: None,
             upstream_extra: String::new(),
             server_extra: String::new(),
             admin_extra: String::new(),
@@ -371,31 +373,44 @@ impl Aside {
         let _ = self.child.wait();
     }
 
-    /// Stop and start again with the same config, data directory and ports.
+    /// Stop and start again with the same config, data directory and ports
+    /// (passed as `--listen` / `--admin-listen`, so the node id stays the same).
     pub async fn restart(mut self) -> Aside {
         self.stop();
         let cfg = std::fs::read_to_string(&self.config_path).expect("config");
-        Aside::spawn(self.dir.clone(), cfg, self.addr, self.admin).await
+        Aside::spawn(self.dir.clone(), cfg, Some((self.addr, self.admin))).await
     }
 
+    /// Starts `aside` on `config` (which may listen on port 0) and learns the
+    /// bound addresses from its `--ready-file`: no port is picked by the
+    /// harness and then raced for.
     async fn spawn(
         dir: Arc<tempfile::TempDir>,
         config: String,
-        addr: SocketAddr,
-        admin: SocketAddr,
+        fixed: Option<(SocketAddr, SocketAddr)>,
     ) -> Aside {
         let config_path = dir.path().join("aside.toml");
         std::fs::write(&config_path, &config).expect("write config");
+        let ready = dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
         let log = std::fs::File::create(dir.path().join("aside.log")).expect("log file");
-        let child = Command::new(aside_bin())
-            .arg("--config")
+        let mut cmd = Command::new(aside_bin());
+        cmd.arg("--config")
             .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready);
+        if let Some((addr, admin)) = fixed {
+            cmd.arg("--listen").arg(addr.to_string());
+            cmd.arg("--admin-listen").arg(admin.to_string());
+        }
+        let mut child = cmd
             .env("ASIDE_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn aside");
+        let bound = binary::read_ready_file(&ready, &mut child, dir.path()).await;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
@@ -403,8 +418,9 @@ impl Aside {
             .expect("client");
         let aside = Aside {
             child,
-            addr,
-            admin,
+            addr: *bound.proxy.first().expect("a proxy listener"),
+            admin: bound.admin,
+            tls: bound.tls,
             dir,
             config_path,
             client,
@@ -515,11 +531,9 @@ impl AsideBuilder {
             .dir
             .clone()
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
-        let (p, a) = self.ports.unwrap_or_else(|| (free_port(), free_port()));
-        let addr: SocketAddr = format!("127.0.0.1:{p}").parse().expect("addr");
-        let admin: SocketAddr = format!("127.0.0.1:{a}").parse().expect("addr");
-        let text = self.config_text(addr, admin, dir.path());
-        Aside::spawn(dir, text, addr, admin).await
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let text = self.config_text(any, any, dir.path());
+        Aside::spawn(dir, text, None).await
     }
 }
 
@@ -563,23 +577,5 @@ impl Resp {
     /// Body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Poll `f` until it returns true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -344,8 +344,26 @@ async fn address_and_token_come_from_the_config_file() {
     let origin = Origin::start(|_, _| Reply::ok("c")).await;
     let aside = Aside::builder().upstream(&origin.url()).start().await;
     ok(&client(&aside, &["kv", "set", "conf", "1"]).await);
-    let config = std::fs::read_to_string(&aside.config_path).unwrap();
+    let started = std::fs::read_to_string(&aside.config_path).unwrap();
     let work = tempfile::tempdir().unwrap();
+
+    // The harness starts Aside on port 0: a file naming port 0 is refused with
+    // what to do; the client reads the port from a file that names it.
+    let zero = work.path().join("zero.toml");
+    std::fs::write(&zero, &started).unwrap();
+    let run = run_in(
+        work.path(),
+        &["--config", zero.to_str().unwrap(), "stats"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("give --admin ADDR"), "{run:?}");
+    let config = started.replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{}\"", aside.admin),
+    );
+    assert_ne!(config, started);
 
     // token-file
     let token_file = work.path().join("token");

@@ -107,19 +107,21 @@ async fn tls_listener_serves_clients_over_https() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let tls_port = aside_tests::free_port();
 
     let origin =
         Origin::start(|_, n| Reply::ok(format!("{n}")).header("cache-control", "max-age=60")).await;
     let aside = Aside::builder()
         .upstream(&origin.url())
         .extra(&format!(
-            "[server.tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
             cert_path.display(),
             key_path.display()
         ))
         .start()
         .await;
+    // Port 0: the ready file says which port the kernel picked.
+    let tls_port = aside.tls[0].port();
+    assert_ne!(tls_port, 0);
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
         .no_proxy()
@@ -327,21 +329,15 @@ async fn unusable_tls_files_stop_the_start_with_an_error() {
     ] {
         let data = dir.path().join(case);
         std::fs::create_dir_all(&data).unwrap();
-        let addr = format!("127.0.0.1:{}", aside_tests::free_port())
-            .parse()
-            .unwrap();
-        let admin = format!("127.0.0.1:{}", aside_tests::free_port())
-            .parse()
-            .unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
         let text = Aside::builder()
             .upstream("http://127.0.0.1:9")
             .extra(&format!(
-                "[server.tls]\nlisten = \"127.0.0.1:{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                aside_tests::free_port(),
+                "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 cert_file.display(),
                 key_file.display()
             ))
-            .config_text(addr, admin, &data);
+            .config_text(any, any, &data);
         let config = data.join("aside.toml");
         std::fs::write(&config, text).unwrap();
         let run = tokio::process::Command::new(aside_tests::aside_bin())
@@ -385,9 +381,7 @@ async fn a_store_that_cannot_open_says_so_once() {
     std::fs::write(
         &config,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:{}\"\n[server]\nlisten = \"127.0.0.1:{}\"\n[store]\npath = \"{}\"\n[[upstream]]\nname = \"o\"\nurl = \"http://127.0.0.1:9\"\n[[route]]\nupstream = \"o\"\n",
-            aside_tests::free_port(),
-            aside_tests::free_port(),
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[[upstream]]\nname = \"o\"\nurl = \"http://127.0.0.1:9\"\n[[route]]\nupstream = \"o\"\n",
             store.display()
         ),
     )

@@ -204,15 +204,12 @@ async fn https_origin_with_a_private_ca() {
 async fn quick_mode_with_to_and_ttl() {
     let origin = Origin::start(|_, n| Reply::ok(format!("{n}"))).await;
     let dir = tempfile::tempdir().unwrap();
-    let (p, a) = (free_port(), free_port());
+    let ready = dir.path().join("ready.json");
     let mut child = Command::new(aside_bin())
         .args(["--to", &origin.url(), "--ttl", "5m"])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{p}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{a}"),
-        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--ready-file")
+        .arg(&ready)
         .arg("--data")
         .arg(dir.path())
         .args(["--threads", "1"])
@@ -220,13 +217,27 @@ async fn quick_mode_with_to_and_ttl() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Port 0: the ready file names the ports the kernel picked.
+    let written = aside_tests::eventually(Duration::from_secs(20), || async {
+        std::fs::read(&ready).is_ok()
+    })
+    .await;
+    assert!(written, "no ready file");
+    let bound: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let proxy = bound["proxy"][0].as_str().unwrap().to_owned();
+    assert!(!proxy.ends_with(":0"), "{bound}");
+    assert!(
+        bound["admin"].as_str().is_some_and(|a| !a.ends_with(":0")),
+        "{bound}"
+    );
+    assert_eq!(bound["tls"], serde_json::json!([]));
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{p}/quick");
-    let ready = aside_tests::eventually(Duration::from_secs(20), || async {
+    let url = format!("http://{proxy}/quick");
+    let up = aside_tests::eventually(Duration::from_secs(20), || async {
         client.get(&url).send().await.is_ok()
     })
     .await;
-    assert!(ready);
+    assert!(up);
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(
         r.headers()["x-cache"],
