@@ -45,7 +45,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::cold::Hash;
+use crate::types::Hash;
 
 /// Bodies up to this size stay inside the redb record: a small body shares a
 /// page with its record, and a separate read would cost more than it saves.

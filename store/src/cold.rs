@@ -30,7 +30,7 @@ use crate::clock::{from_nanos, to_nanos};
 use crate::key::{key_from_stored, stored_key, stored_matches_prefix, stored_prefix_end};
 use crate::{CacheEntry, Error, JsonText, KvItem, Result, Version};
 
-pub(crate) type Hash = [u8; 16];
+pub(crate) use crate::types::Hash;
 
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_parts");
 pub(crate) const CACHE: TableDefinition<&Hash, &[u8]> = TableDefinition::new("cache");

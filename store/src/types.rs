@@ -9,6 +9,9 @@ use bytes::Bytes;
 
 use crate::{AddError, Error, JsonText, Result, Version};
 
+/// A cache entry's key hash (pingora's 16-byte combined cache key).
+pub(crate) type Hash = [u8; 16];
+
 /// Default and maximum page sizes of [`Store::list`](crate::Store::list).
 pub const DEFAULT_LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
