@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::Cluster;
-use crate::error::ConfigError;
 use crate::ipnet::IpNet;
 use crate::route::Route;
 use crate::upstream::{Upstream, UNKNOWN_UPSTREAM};
@@ -57,30 +56,6 @@ impl Config {
     /// The upstream with this name.
     pub fn upstream_named(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
-    }
-
-    /// A config with a single catch-all route to `url` (for
-    /// `aside --to URL [--ttl D]`): respect-origin mode, or override with
-    /// `ttl` when `Some`. All other settings default; the upstream is named
-    /// `origin`, the route `default`.
-    ///
-    /// # Errors
-    /// When `url` is not an `http://` or `https://` URL (key `upstream[0].url`,
-    /// file `--to`), or `ttl` is zero.
-    pub fn quick(url: &str, ttl: Option<Duration>) -> Result<Config, ConfigError> {
-        crate::validate::quick(url, ttl)
-    }
-
-    /// The config as TOML that [`crate::parse_config`] turns back into an
-    /// equal `Config` (every value explicit, header values already expanded).
-    pub fn to_toml(&self) -> String {
-        crate::render::to_toml(self)
-    }
-
-    /// [`Config::to_toml`] for display: upstream header values, the cluster
-    /// password and a password inside the Redis URL are replaced by `***`.
-    pub fn to_toml_masked(&self) -> String {
-        crate::render::to_toml_masked(self)
     }
 }
 

@@ -15,6 +15,22 @@ use crate::size::format_size;
 use crate::upstream::{Scheme, Upstream};
 
 /// [`Config::to_toml`].
+// The `Config` methods live here rather than in `config.rs`, so that the
+// config model does not depend on its rendering.
+impl Config {
+    /// The config as TOML that [`crate::parse_config`] turns back into an
+    /// equal `Config` (every value explicit, header values already expanded).
+    pub fn to_toml(&self) -> String {
+        to_toml(self)
+    }
+
+    /// [`Config::to_toml`] for display: upstream header values, the cluster
+    /// password and a password inside the Redis URL are replaced by `***`.
+    pub fn to_toml_masked(&self) -> String {
+        to_toml_masked(self)
+    }
+}
+
 pub(crate) fn to_toml(c: &Config) -> String {
     let file = to_file(c);
     // Serializing plain strings, numbers, booleans, arrays and tables cannot fail.

@@ -184,6 +184,22 @@ pub(crate) fn validate(f: &FileConfig, env: Env<'_>) -> Result<Config> {
 }
 
 /// [`Config::quick`].
+// `Config::quick` lives here rather than in `config.rs`, so that the config
+// model does not depend on its own validation.
+impl Config {
+    /// A config with a single catch-all route to `url` (for
+    /// `aside --to URL [--ttl D]`): respect-origin mode, or override with
+    /// `ttl` when `Some`. All other settings default; the upstream is named
+    /// `origin`, the route `default`.
+    ///
+    /// # Errors
+    /// When `url` is not an `http://` or `https://` URL (key `upstream[0].url`,
+    /// file `--to`), or `ttl` is zero.
+    pub fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
+        quick(url, ttl)
+    }
+}
+
 pub(crate) fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
     let file = FileConfig {
         upstreams: vec![FileUpstream {
