@@ -5,6 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use pingora_cache::CachePhase;
 
+/// `Cache-Status` (RFC 9211).
+pub(crate) const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+/// `X-Cache`, for people who grep for it.
+pub(crate) const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+
 /// The cache outcome of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheStatus {

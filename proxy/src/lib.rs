@@ -3,9 +3,11 @@
 //! `aside-policies`, plus the admin REST API.
 //!
 //! Architecture: `cli` parses flags and loads the config (`settings`);
-//! `server` opens the store and runs one pingora server with its services:
+//! `server` opens the store, binds every listener (`listeners`: port 0, the
+//! ready file) and runs one pingora server with its services:
 //! the proxy (`proxy`, whose cache hooks answer pingora-cache's questions with
-//! the route policy, over the `cache_storage` adapter), the admin API (`admin`, whose
+//! the route policy, over the `cache_storage` adapter; fresh hits are answered
+//! from a `hit_template` kept with each decoded entry), the admin API (`admin`, whose
 //! runtime also runs the dashboard's `stats` sampler and start-up warming), the
 //! SIGHUP reloader and, with `[cluster]`, the purge fan-out. ARCHITECTURE.md at
 //! the repository root draws the whole picture. Everything lives in the library so tests build the
@@ -20,6 +22,7 @@ pub mod conn_guard;
 pub mod decision;
 pub mod demo_origin;
 mod fields;
+mod hit_template;
 pub mod key_memo;
 pub mod listeners;
 pub mod metrics;

@@ -80,7 +80,7 @@ pub(crate) struct Decoded {
     sie: u32,
     response: ResponseHeader,
     /// What a fresh hit answers with, built once by the proxy's fast path.
-    hit_template: std::sync::OnceLock<crate::proxy::HitTemplate>,
+    hit_template: std::sync::OnceLock<crate::hit_template::HitTemplate>,
 }
 
 /// The part of `hot-capacity` given to the decoded-meta cache (the rest goes to
@@ -132,8 +132,8 @@ impl Decoded {
     /// header the first time it is asked for.
     pub(crate) fn hit_template(
         &self,
-        build: impl FnOnce(&ResponseHeader) -> Result<crate::proxy::HitTemplate>,
-    ) -> Result<&crate::proxy::HitTemplate> {
+        build: impl FnOnce(&ResponseHeader) -> Result<crate::hit_template::HitTemplate>,
+    ) -> Result<&crate::hit_template::HitTemplate> {
         if let Some(t) = self.hit_template.get() {
             return Ok(t);
         }

@@ -35,7 +35,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use aside_policies::{Config, Route};
 use aside_store::CacheSelector;
 
-use crate::cache_status::CacheStatus;
+use crate::cache_status::{CacheStatus, CACHE_STATUS, X_CACHE};
 use crate::cache_storage::{AsideStorage, KeyInfo};
 use crate::decision::{
     decide, explicit_stale_if_error, fresh_verdict, must_revalidate, FreshVerdict,
@@ -46,11 +46,6 @@ use crate::fields::{
 };
 use crate::protect::{Blocked, Outcome};
 use crate::upstream::UpstreamRuntime;
-
-/// `Cache-Status` (RFC 9211).
-const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
-/// `X-Cache`, for people who grep for it.
-const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
 
 /// How long a request waits on another request's fill of the same key before
 /// going to the origin itself. Finite, so a stuck fill cannot hang clients.
@@ -66,7 +61,6 @@ mod response;
 
 pub use ctx::{Ctx, Live, Shared};
 use error_page::{error_status, respond_json, write_error};
-pub(crate) use fast_hit::HitTemplate;
 
 /// The proxy service.
 pub struct AsideProxy {
