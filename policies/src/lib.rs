@@ -2,7 +2,8 @@
 //! decisions.
 //!
 //! Architecture: [`parse_config`] reads TOML text into a file model
-//! ([`file::FileConfig`]: every key optional, unknown keys rejected), then
+//! ([`file::FileConfig`]: every key optional, unknown keys rejected, found
+//! first by `keys` against the keys each model struct declares), then
 //! `validate` turns it into a [`Config`] of parsed, cross-checked values
 //! (durations, byte sizes, socket addresses, host matchers, compiled globs).
 //! Errors are located by re-reading the text with `toml_edit`, which keeps the
@@ -26,6 +27,7 @@ mod freshness;
 mod host;
 mod ipnet;
 mod key;
+mod keys;
 mod locate;
 mod protect;
 mod render;
@@ -85,6 +87,13 @@ pub fn parse_config(
             ));
         }
     };
+    // Syntax is checked above, so the document parses.
+    if let Ok(doc) = text.parse::<toml::Table>() {
+        if let Some((key, message)) = keys::first_unknown(&doc) {
+            let line = map.line_for_path(&key);
+            return Err(located(ConfigError::new(key, message), line));
+        }
+    }
     let model: file::FileConfig = match toml::from_str(text) {
         Ok(m) => m,
         Err(e) => {
@@ -101,28 +110,10 @@ pub fn parse_config(
     })
 }
 
-/// Rewrites serde's messages into the crate's style; returns (key, message).
+/// serde's type errors in the crate's words (unknown keys never get here:
+/// `keys::first_unknown` finds them first); returns (key, message).
 fn serde_message(path: &str, message: &str) -> (String, String) {
     let message = message.trim();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let key = if path.ends_with(field) || path.is_empty() {
-            if path.is_empty() {
-                field.to_owned()
-            } else {
-                path.to_owned()
-            }
-        } else {
-            format!("{path}.{field}")
-        };
-        let message = if allowed.is_empty() {
-            "unknown key (this table takes no keys)".to_owned()
-        } else {
-            format!("unknown key (expected one of: {})", allowed.join(", "))
-        };
-        return (key, message);
-    }
     let message = message
         .replace("expected i64", "expected an integer")
         .replace("expected a sequence", "expected an array")
