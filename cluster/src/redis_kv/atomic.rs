@@ -10,7 +10,7 @@ use aside_store::{
 use redis::Value;
 
 use super::{
-    corrupt, parse_u64, ttl_ms, unavailable, Expiry, Fields, Planned, RedisKv, ATOMIC_RETRY_BUDGET,
+    corrupt, parse_u64, ttl_ms, unavailable, Expiry, Planned, RedisKv, ATOMIC_RETRY_BUDGET,
 };
 
 impl RedisKv {
@@ -98,17 +98,7 @@ impl RedisKv {
         read.dedup();
         let mut seen: HashMap<&str, Seen> = HashMap::with_capacity(read.len());
         if !read.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for k in &read {
-                pipe.cmd("HMGET")
-                    .arg(self.names.item(&stored_key(k)))
-                    .arg("v")
-                    .arg("ver")
-                    .arg("exp");
-            }
-            let mut conn = self.conn().await?;
-            let rows: Vec<Fields> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            let rows = self.fields_of(read.iter().copied()).await?;
             for (k, (v, ver, exp)) in read.iter().zip(rows) {
                 let s = match (v, ver) {
                     (Some(v), Some(ver)) => Seen {

@@ -26,6 +26,7 @@ mod ops;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aside_store::key::stored_key;
 use aside_store::{
     AtomicResult, Check, Error, JsonText, KvItem, Limits, ListPage, ListQuery, Mutation, Result,
     SetCondition, Version,
@@ -127,6 +128,22 @@ impl RedisKv {
             .map_err(|e| Error::Unavailable {
                 reason: e.to_string(),
             })
+    }
+
+    /// `HMGET v ver exp` of each key's hash, in one MULTI/EXEC: a snapshot of
+    /// the keys, in their order.
+    async fn fields_of<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Result<Vec<Fields>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in keys {
+            pipe.cmd("HMGET")
+                .arg(self.names.item(&stored_key(k)))
+                .arg("v")
+                .arg("ver")
+                .arg("exp");
+        }
+        let mut conn = self.conn().await?;
+        pipe.query_async(&mut conn).await.map_err(unavailable)
     }
 
     /// Whether Redis answers `PING` now.

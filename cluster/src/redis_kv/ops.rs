@@ -176,17 +176,7 @@ impl RedisKv {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for k in keys {
-            pipe.cmd("HMGET")
-                .arg(self.names.item(&stored_key(k)))
-                .arg("v")
-                .arg("ver")
-                .arg("exp");
-        }
-        let mut conn = self.conn().await?;
-        let rows: Vec<Fields> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let rows = self.fields_of(keys.iter().map(String::as_str)).await?;
         keys.iter()
             .zip(rows)
             .map(|(k, f)| item_from_fields(k, f))
