@@ -400,3 +400,36 @@ async fn a_store_that_cannot_open_says_so_once() {
         "the reason should be said once: {stderr}"
     );
 }
+
+/// A proxy port another program holds stops the start with the address in
+/// the message (after Aside's 5 s of retries), before anything is served or
+/// a ready file is written.
+#[tokio::test]
+async fn a_busy_proxy_port_stops_the_start_and_names_it() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let run = tokio::process::Command::new(aside_tests::aside_bin())
+        .args(["--to", "http://127.0.0.1:9", "--listen", &busy.to_string()])
+        .args(["--admin-listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .arg("--data")
+        .arg(dir.path())
+        .env("ASIDE_ADMIN_TOKEN", aside_tests::TOKEN)
+        .output();
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("aside exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind proxy listener {busy}")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4), "retried first");
+    assert!(!ready.exists(), "no ready file without every listener");
+    drop(holder);
+}
