@@ -1,7 +1,9 @@
 //! The file model: what `conf/*.toml` may contain, exactly as written.
 //!
 //! Every field is optional (`serde(default)`), unknown keys are rejected
-//! (`deny_unknown_fields`) and keys are kebab-case. Values stay as written
+//! (`deny_unknown_fields`; `keys::first_unknown` finds them first with the
+//! crate's message, so a new table here must be added to its walk) and keys
+//! are kebab-case. Values stay as written
 //! (durations and sizes as strings) so that `validate` can say which key is
 //! wrong and what was expected; `validate` turns this into [`crate::Config`].
 //! It also serializes, for [`crate::Config::to_toml`].

@@ -14,44 +14,33 @@ use crate::route::{Mode, Route};
 use crate::size::format_size;
 use crate::upstream::{Scheme, Upstream};
 
-/// [`Config::to_toml`].
 // The `Config` methods live here rather than in `config.rs`, so that the
 // config model does not depend on its rendering.
 impl Config {
     /// The config as TOML that [`crate::parse_config`] turns back into an
     /// equal `Config` (every value explicit, header values already expanded).
     pub fn to_toml(&self) -> String {
-        to_toml(self)
+        // Serializing plain strings, numbers, booleans, arrays and tables cannot fail.
+        toml::to_string(&to_file(self)).unwrap_or_default()
     }
 
     /// [`Config::to_toml`] for display: upstream header values, the cluster
     /// password and a password inside the Redis URL are replaced by `***`.
     pub fn to_toml_masked(&self) -> String {
-        to_toml_masked(self)
-    }
-}
-
-pub(crate) fn to_toml(c: &Config) -> String {
-    let file = to_file(c);
-    // Serializing plain strings, numbers, booleans, arrays and tables cannot fail.
-    toml::to_string(&file).unwrap_or_default()
-}
-
-/// [`Config::to_toml_masked`].
-pub(crate) fn to_toml_masked(c: &Config) -> String {
-    let mut file = to_file(c);
-    for upstream in file.upstreams.iter_mut() {
-        for value in upstream.headers.values_mut() {
-            *value = "***".to_owned();
+        let mut file = to_file(self);
+        for upstream in file.upstreams.iter_mut() {
+            for value in upstream.headers.values_mut() {
+                *value = "***".to_owned();
+            }
         }
-    }
-    if let Some(cluster) = file.cluster.as_mut() {
-        cluster.redis = cluster.redis.as_deref().map(crate::cluster::redact_url);
-        if cluster.password.is_some() {
-            cluster.password = Some("***".to_owned());
+        if let Some(cluster) = file.cluster.as_mut() {
+            cluster.redis = cluster.redis.as_deref().map(crate::cluster::redact_url);
+            if cluster.password.is_some() {
+                cluster.password = Some("***".to_owned());
+            }
         }
+        toml::to_string(&file).unwrap_or_default()
     }
-    toml::to_string(&file).unwrap_or_default()
 }
 
 fn path_str(p: &std::path::Path) -> String {

@@ -402,7 +402,7 @@ async fn a_store_that_cannot_open_says_so_once() {
 }
 
 /// A proxy port another program holds stops the start with the address in
-/// the message (after Aside's 5 s of retries), before anything is served or
+/// the message (after Aside's 5 tries, a second apart), before anything is served or
 /// a ready file is written.
 #[tokio::test]
 async fn a_busy_proxy_port_stops_the_start_and_names_it() {

@@ -183,7 +183,6 @@ pub(crate) fn validate(f: &FileConfig, env: Env<'_>) -> Result<Config> {
     })
 }
 
-/// [`Config::quick`].
 // `Config::quick` lives here rather than in `config.rs`, so that the config
 // model does not depend on its own validation.
 impl Config {
@@ -196,34 +195,30 @@ impl Config {
     /// When `url` is not an `http://` or `https://` URL (key `upstream[0].url`,
     /// file `--to`), or `ttl` is zero.
     pub fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
-        quick(url, ttl)
+        let file = FileConfig {
+            upstreams: vec![FileUpstream {
+                name: Some("origin".to_owned()),
+                url: Some(url.to_owned()),
+                ..FileUpstream::default()
+            }],
+            routes: vec![FileRoute {
+                name: Some("default".to_owned()),
+                mode: Some(
+                    if ttl.is_some() {
+                        "override"
+                    } else {
+                        "respect-origin"
+                    }
+                    .to_owned(),
+                ),
+                ttl: ttl.map(format_duration),
+                ..FileRoute::default()
+            }],
+            ..FileConfig::default()
+        };
+        validate(&file, &|_| None).map_err(|mut e| {
+            e.file = "--to".to_owned();
+            e
+        })
     }
-}
-
-pub(crate) fn quick(url: &str, ttl: Option<Duration>) -> Result<Config> {
-    let file = FileConfig {
-        upstreams: vec![FileUpstream {
-            name: Some("origin".to_owned()),
-            url: Some(url.to_owned()),
-            ..FileUpstream::default()
-        }],
-        routes: vec![FileRoute {
-            name: Some("default".to_owned()),
-            mode: Some(
-                if ttl.is_some() {
-                    "override"
-                } else {
-                    "respect-origin"
-                }
-                .to_owned(),
-            ),
-            ttl: ttl.map(format_duration),
-            ..FileRoute::default()
-        }],
-        ..FileConfig::default()
-    };
-    validate(&file, &|_| None).map_err(|mut e| {
-        e.file = "--to".to_owned();
-        e
-    })
 }
