@@ -459,6 +459,21 @@ pub fn render(stats: &StoreStats) -> String {
         &[("", stats.body_file_bytes)],
     );
     family(
+        "aside_store_cold_reads_total",
+        "counter",
+        "Disk-tier lookups read on the proxy thread (bytes in the page cache) or through the reader pool",
+        &[
+            ("{path=\"inline\"}", stats.cold_reads_inline),
+            ("{path=\"pool\"}", stats.cold_reads_pooled),
+        ],
+    );
+    family(
+        "aside_store_inline_read_pauses_total",
+        "counter",
+        "Times inline disk-tier reads were paused for 1 s because one had to wait for the disk",
+        &[("", stats.inline_read_pauses)],
+    );
+    family(
         "aside_store_evictions_total",
         "counter",
         "Entries evicted to stay within capacity",
@@ -509,6 +524,7 @@ mod tests {
             "aside_requests_total{cache_status=\"hit\"}",
             "aside_upstream_requests_total{upstream=\"weather\"} 2",
             "aside_store_body_file_bytes 0",
+            "aside_store_cold_reads_total{path=\"inline\"} 0",
             "aside_upstream_errors_total{upstream=\"weather\"} 1",
             "aside_upstream_latency_seconds_bucket{upstream=\"weather\",le=\"0.25\"} 1",
             "aside_cache_lock_waits_total",

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use crate::nowait;
 use crate::types::Hash;
 
 /// Bodies up to this size stay inside the redb record: a small body shares a
@@ -262,15 +263,37 @@ impl Bodies {
         }
         // Capacity may exceed `len`, and so may the last read.
         buf.truncate(len);
+        Ok(self.checked(loc, buf))
+    }
+
+    /// Like [`Bodies::read`], from the OS page cache only (see `nowait`): an error
+    /// of kind `WouldBlock` when some of the bytes would need the disk, or when
+    /// `RWF_NOWAIT` reads are not supported. A missing segment is still `None`.
+    pub(crate) fn read_cached(&self, loc: &BodyLoc) -> io::Result<Option<Bytes>> {
+        let Some(file) = self.files.read().get(&loc.seg).cloned() else {
+            return Ok(None);
+        };
+        let len = usize::try_from(loc.len).map_err(|_| corrupt_header())?;
+        // Zero-filled: `preadv2` takes initialized buffers (and unsafe code is
+        // forbidden); a memset is far cheaper than the thread hand-off it saves.
+        let mut buf = vec![0u8; len];
+        if !nowait::read_nowait(&file, loc.off, &mut buf)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(self.checked(loc, buf))
+    }
+
+    /// `buf` as the body at `loc` when its checksum matches.
+    fn checked(&self, loc: &BodyLoc, buf: Vec<u8>) -> Option<Bytes> {
         if crc32fast::hash(&buf) != loc.crc {
             tracing::warn!(
                 segment = loc.seg,
                 offset = loc.off,
                 "cache body fails its checksum; treated as a miss"
             );
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Bytes::from(buf)))
+        Some(Bytes::from(buf))
     }
 
     /// The segment being appended to, if any.

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::bodies::BodyLoc;
 use crate::catalog::CacheTables;
 use crate::clock::to_nanos;
 use crate::cold::{self, decode_cache, Ctx, Hash};
@@ -173,29 +174,32 @@ impl Store {
         Ok(Some((entry, Tier::Cold)))
     }
 
-    /// The cold tier's record of `hash`, expired or not.
+    /// The cold tier's record of `hash`, expired or not. Read on this thread when
+    /// the page cache holds the record and its body (see `nowait`), else on the
+    /// reader pool.
     async fn read_cold(&self, hash: &Hash) -> Result<Option<Arc<CacheEntry>>> {
         let h = *hash;
         let bodies = self.shared.bodies.clone();
-        self.read(move |txn| {
-            let rec = {
-                let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
-                let Some(g) = table.get(&h).ctx("reading a cache entry")? else {
-                    return Ok(None);
-                };
-                decode_cache(h, g.value(), true)?
-            };
-            let mut entry = rec.entry;
-            if let Some(loc) = rec.loc {
-                // A body that is gone or does not match its checksum: a miss.
-                match bodies.read(&loc).ctx("reading a cache body")? {
-                    Some(body) => entry.body = body,
-                    None => return Ok(None),
+        let mut body_on_disk = false;
+        let inline = self.read_inline(|txn| {
+            let found = cold_record(txn, h, |loc| match bodies.read_cached(loc) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    body_on_disk = true;
+                    Ok(None)
                 }
-            }
-            Ok(Some(Arc::new(entry)))
-        })
-        .await
+                read => read,
+            })?;
+            Ok((!body_on_disk).then_some(found))
+        });
+        if body_on_disk {
+            // The working set is larger than the page cache: the pool for a while.
+            self.shared.inline.pause();
+        }
+        if let Some(found) = inline {
+            return found;
+        }
+        self.read(move |txn| cold_record(txn, h, |loc| bodies.read(loc)))
+            .await
     }
 
     /// Stores a response in both tiers. Returns once the entry is queued for the
@@ -401,9 +405,35 @@ fn with_read_tables<R>(
     })
 }
 
+/// The record of `h` in the cold tier, with its body (if kept in a segment) read
+/// by `body`. `None` when there is no record, or when its body is gone or does not
+/// match its checksum (a miss).
+fn cold_record(
+    txn: &redb::ReadTransaction,
+    h: Hash,
+    body: impl FnOnce(&BodyLoc) -> std::io::Result<Option<Bytes>>,
+) -> Result<Option<Arc<CacheEntry>>> {
+    let rec = {
+        let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
+        let Some(g) = table.get(&h).ctx("reading a cache entry")? else {
+            return Ok(None);
+        };
+        decode_cache(h, g.value(), true)?
+    };
+    let mut entry = rec.entry;
+    if let Some(loc) = rec.loc {
+        match body(&loc).ctx("reading a cache body")? {
+            Some(b) => entry.body = b,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(Arc::new(entry)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn cursor_round_trip() {
@@ -484,5 +514,42 @@ mod tests {
         assert!(!store.shared.presence.may_contain(&[2; 16]));
         assert!(store.cache_lookup(&[4; 16]).await.unwrap().is_some());
         assert!(store.cache_lookup(&[2; 16]).await.unwrap().is_none());
+    }
+
+    /// A cold lookup whose record and body are in the page cache is read on the
+    /// caller's thread; while inline reads are paused it goes through the pool,
+    /// with the same answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn cold_reads_go_inline_when_cached_and_to_the_pool_when_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::StoreConfig::new(dir.path().join("p.redb"));
+        let store = Store::open(cfg.clone()).await.unwrap();
+        let mut big = entry(1);
+        big.body = Bytes::from(vec![9u8; 20_000]);
+        store.cache_fill(big).await.unwrap();
+        store.cache_fill(entry(2)).await.unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        let store = Store::open(cfg).await.unwrap();
+        let body = |found: Option<(Arc<CacheEntry>, Tier)>| {
+            let (e, tier) = found.unwrap();
+            assert_eq!(tier, Tier::Cold);
+            e.body.clone()
+        };
+        let b = body(store.cache_lookup(&[1; 16]).await.unwrap());
+        assert_eq!(b, Bytes::from(vec![9u8; 20_000]));
+        let gate = &store.shared.inline;
+        let supported = crate::nowait::supported();
+        assert_eq!(gate.inline.load(Ordering::Relaxed), u64::from(supported));
+        assert_eq!(gate.pooled.load(Ordering::Relaxed), u64::from(!supported));
+        gate.pause();
+        assert_eq!(
+            body(store.cache_lookup(&[2; 16]).await.unwrap()),
+            Bytes::from_static(b"b")
+        );
+        assert_eq!(
+            gate.pooled.load(Ordering::Relaxed),
+            1 + u64::from(!supported)
+        );
     }
 }

@@ -55,13 +55,18 @@ impl Store {
             }));
         }
         let epoch = self.shared.hot.epoch(&hkey);
-        let k = key.to_string();
-        let raw = self
-            .read(move |txn| {
-                let table = txn.open_table(cold::KV).ctx("opening table kv_parts")?;
-                cold::kv_get(&table, &k)
-            })
-            .await?;
+        let read = |txn: &redb::ReadTransaction, k: &str| {
+            let table = txn.open_table(cold::KV).ctx("opening table kv_parts")?;
+            cold::kv_get(&table, k)
+        };
+        // On this thread when the page cache holds it (see `nowait`).
+        let raw = match self.read_inline(|txn| read(txn, key).map(Some)) {
+            Some(raw) => raw?,
+            None => {
+                let k = key.to_string();
+                self.read(move |txn| read(txn, &k)).await?
+            }
+        };
         let Some(raw) = raw.filter(|r| r.is_live(to_nanos(now))) else {
             return Ok(None);
         };

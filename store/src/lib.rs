@@ -9,9 +9,11 @@
 //! (one redb file, see `cold`, plus append-only segment files for cache bodies
 //! over 2 KiB, see `bodies` and `compact`) off the tokio workers, promoting what
 //! they find.
-//! Cold reads run on a small fixed pool of reader threads owned by the store
-//! (see `reader`), fed by a bounded queue, so that concurrency queues instead of
-//! growing threads; a lookup of a hash the cold tier does not hold skips redb
+//! Cold reads whose bytes are in the OS page cache run on the caller's thread,
+//! read with `RWF_NOWAIT` so that they never wait for the disk there (see
+//! `nowait`); the others run on a small fixed pool of reader threads owned by the
+//! store (see `reader`), fed by a bounded queue, so that concurrency queues instead
+//! of growing threads. A lookup of a hash the cold tier does not hold skips redb
 //! altogether (see `presence`).
 //! Every write goes to a **writer thread** owned by the store (see `writer`) over a
 //! bounded channel (the requests are in `op`); it applies all queued requests in
@@ -64,6 +66,7 @@ mod gc;
 mod hot;
 pub mod key;
 mod kv;
+mod nowait;
 mod op;
 mod pending;
 mod presence;

@@ -14,6 +14,7 @@ use crate::bodies::Bodies;
 use crate::cold::{self, Ctx, Hash};
 use crate::counters::Counters;
 use crate::hot::HotTier;
+use crate::nowait::{self, InlineGate, ProbeBackend};
 use crate::op::Op;
 use crate::pending::{Inflight, PendingFills, Touches};
 use crate::presence::ColdPresence;
@@ -45,6 +46,11 @@ pub(crate) struct Shared {
     /// the database (the cold tier) for reads; all writes go through the writer
     /// thread, which holds its own `Arc`.
     readers: ReaderPool,
+    /// The database, for the cold reads made on the caller's thread when the
+    /// page cache holds their bytes (see `nowait`), and the gate that sends them
+    /// back to the pool for a while after one had to wait for the disk.
+    pub(crate) db: Arc<Database>,
+    pub(crate) inline: InlineGate,
     /// The hot tier, shared with the writer thread (which inserts committed values).
     pub(crate) hot: HotTier,
     /// Queue to the writer thread. Bounded, so a burst of writes waits (without
@@ -101,6 +107,12 @@ pub struct StoreStats {
     /// `cold_bytes`, how much of the disk the cold tier takes beyond what it holds.
     pub body_segments: u64,
     pub body_file_bytes: u64,
+    /// Cold lookups read on the caller's thread (their bytes were in the page
+    /// cache) and through the reader pool, and how often inline reads were
+    /// paused because one had to wait for the disk.
+    pub cold_reads_inline: u64,
+    pub cold_reads_pooled: u64,
+    pub inline_read_pauses: u64,
 }
 
 impl Store {
@@ -165,6 +177,8 @@ impl Store {
         Ok(Store {
             shared: Arc::new(Shared {
                 readers,
+                db,
+                inline: InlineGate::default(),
                 hot,
                 tx,
                 writer: Mutex::new(Some(handle)),
@@ -233,6 +247,9 @@ impl Store {
             write_errors: c.write_errors.load(Ordering::Relaxed),
             body_segments: self.shared.bodies.file_count() as u64,
             body_file_bytes: self.shared.bodies.file_bytes(),
+            cold_reads_inline: self.shared.inline.inline.load(Ordering::Relaxed),
+            cold_reads_pooled: self.shared.inline.pooled.load(Ordering::Relaxed),
+            inline_read_pauses: self.shared.inline.pauses.load(Ordering::Relaxed),
         }
     }
 
@@ -263,6 +280,49 @@ impl Store {
             return Ok(());
         }
         self.request(|reply| Op::Barrier { reply }).await
+    }
+
+    /// Runs a cold-tier read on this thread, for when the page cache holds what it
+    /// reads (see `nowait`). `None` when inline reads are paused or unsupported,
+    /// or when `f` answers `Ok(None)`: what it needs is not cached, the caller
+    /// goes to the pool. A read that found redb pages outside the page cache has
+    /// waited for them once, here; inline reads then pause for a while.
+    pub(crate) fn read_inline<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<Option<T>>,
+    ) -> Option<Result<T>> {
+        let gate = &self.shared.inline;
+        if !gate.open() {
+            gate.pooled.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let run = std::panic::AssertUnwindSafe(|| {
+            nowait::probing(|| {
+                self.shared
+                    .db
+                    .begin_read()
+                    .ctx("starting a read transaction")
+                    .and_then(|txn| f(&txn))
+            })
+        });
+        // As on a reader thread: a panic inside redb (corrupt file) is an error
+        // for this read, not for the caller's thread.
+        let Ok((r, waited)) = std::panic::catch_unwind(run) else {
+            tracing::error!("a cold-tier read panicked");
+            let e = std::io::Error::other("the read panicked");
+            return Some(Err(Error::io("running a cold-tier read", e)));
+        };
+        if waited {
+            gate.pause();
+        }
+        let r = r.transpose();
+        let path = if r.is_some() {
+            &gate.inline
+        } else {
+            &gate.pooled
+        };
+        path.fetch_add(1, Ordering::Relaxed);
+        r
     }
 
     /// Runs a blocking read of the cold tier on the reader pool, off the tokio
@@ -332,9 +392,17 @@ fn open_db(config: &StoreConfig) -> Result<Opened> {
     let cache_bytes = config.redb_cache_bytes;
     let p = path.clone();
     let opened = std::panic::catch_unwind(move || {
+        // As `Builder::create` opens it, behind redb's own file backend with
+        // page-cache probing for inline reads (see `nowait`).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)?;
         redb::Database::builder()
             .set_cache_size(cache_bytes)
-            .create(&p)
+            .create_with_backend(ProbeBackend::new(file)?)
     });
     let db = match opened {
         Ok(Ok(db)) => db,

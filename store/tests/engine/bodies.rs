@@ -85,6 +85,10 @@ async fn bodies_of_every_size_read_back_from_both_tiers_and_after_reopen() {
         assert_eq!(tier, Tier::Cold);
         assert_eq!(e.body, body(h, len), "body of {h}");
     }
+    // Each cold read counted once: on this thread when the page cache holds it
+    // (just written: it does, where RWF_NOWAIT works), else through the pool.
+    let s = store.stats();
+    assert_eq!(s.cold_reads_inline + s.cold_reads_pooled, 5);
     // A replaced body reads back after a reopen.
     refill_and_reopen(store, &dir, &clock, 4, 3000).await;
 }
