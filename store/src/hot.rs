@@ -25,6 +25,12 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 560;
 
 const EPOCH_SHARDS: usize = 256;
 
+/// Inserted bytes past which moka's pending writes are applied at once: a
+/// sixteenth of the capacity, at least 1 MiB (small entries reach moka's own
+/// 64-write trigger first).
+const SETTLE_FRACTION: u64 = 16;
+const MIN_SETTLE_BYTES: u64 = 1024 * 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum HotKey {
     Kv(Arc<str>),
@@ -119,6 +125,12 @@ pub(crate) struct HotTier {
     hasher: foldhash::fast::FixedState,
     /// Entries moka dropped to stay within capacity (they stay in the cold tier).
     evicted: Arc<AtomicU64>,
+    /// Bytes inserted since this tier last had moka apply its pending writes.
+    /// moka applies them (and evicts) every 64 writes, so 64 large bodies could
+    /// sit over capacity: 64 MiB past a 64 MiB tier with 1 MiB bodies. Past
+    /// `settle_every` bytes the inserting task applies them itself.
+    unsettled: Arc<AtomicU64>,
+    settle_every: u64,
 }
 
 impl HotTier {
@@ -141,6 +153,8 @@ impl HotTier {
             epochs: epochs.into(),
             hasher: Default::default(),
             evicted,
+            unsettled: Arc::new(AtomicU64::new(0)),
+            settle_every: (capacity / SETTLE_FRACTION).max(MIN_SETTLE_BYTES),
         }
     }
 
@@ -168,7 +182,9 @@ impl HotTier {
     /// Writer only: a committed write.
     pub(crate) async fn put(&self, key: HotKey, value: HotValue) {
         self.epochs[self.shard(&key)].fetch_add(1, Ordering::AcqRel);
+        let w = weigh(&key, &value);
         self.cache.insert(key, value).await;
+        self.settle_after(w).await;
     }
 
     /// Writer only: a committed delete.
@@ -182,7 +198,19 @@ impl HotTier {
         if self.epoch(&key) != epoch {
             return;
         }
+        let w = weigh(&key, &value);
         self.cache.entry(key).or_insert(value).await;
+        self.settle_after(w).await;
+    }
+
+    /// Counts `w` inserted bytes; past `settle_every`, applies moka's pending
+    /// writes so that the tier is back within capacity.
+    async fn settle_after(&self, w: u32) {
+        let total = self.unsettled.fetch_add(u64::from(w), Ordering::Relaxed) + u64::from(w);
+        if total >= self.settle_every {
+            self.unsettled.store(0, Ordering::Relaxed);
+            self.cache.run_pending_tasks().await;
+        }
     }
 
     pub(crate) fn entry_count(&self) -> u64 {
@@ -195,5 +223,56 @@ impl HotTier {
 
     pub(crate) async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SystemClock;
+
+    fn entry(i: u8, body: usize) -> (HotKey, HotValue) {
+        let now = SystemTime::now();
+        let e = CacheEntry {
+            hash: [i; 16],
+            url: format!("http://t/{i}"),
+            host: "t".into(),
+            tags: vec![],
+            status: 200,
+            meta_internal: bytes::Bytes::new(),
+            meta_header: bytes::Bytes::new(),
+            body: bytes::Bytes::from(vec![i; body]),
+            stored_at: now,
+            fresh_until: now + Duration::from_secs(60),
+            stale_until: now + Duration::from_secs(60),
+            soft_purged: false,
+        };
+        (HotKey::Cache([i; 16]), HotValue::Cache(Arc::new(e)))
+    }
+
+    /// Large bodies must not pile up past capacity while moka waits for its
+    /// 64-write trigger: 48 bodies of 256 KiB into a 4 MiB tier held up to
+    /// 12 MiB before `settle_after`.
+    #[tokio::test]
+    async fn large_inserts_stay_near_capacity() {
+        const CAP: u64 = 4 * 1024 * 1024;
+        const BODY: usize = 256 * 1024;
+        let hot = HotTier::new(CAP, Arc::new(SystemClock));
+        let mut peak = 0u64;
+        for i in 0..48u8 {
+            let (k, v) = entry(i, BODY);
+            if i % 2 == 0 {
+                hot.put(k, v).await;
+            } else {
+                let epoch = hot.epoch(&k);
+                hot.promote(k, v, epoch).await;
+            }
+            let held = (0..=i)
+                .filter(|j| hot.contains(&HotKey::Cache([*j; 16])))
+                .count() as u64;
+            peak = peak.max(held * BODY as u64);
+        }
+        let bound = CAP + MIN_SETTLE_BYTES + BODY as u64;
+        assert!(peak <= bound, "held {peak} bytes, bound {bound}");
     }
 }
