@@ -398,6 +398,10 @@ async fn purge_method_removes_the_url() {
     assert_eq!(aside.get("/p").await.x_cache(), "HIT");
     let purge = aside.request("PURGE", "/p", &[]).await;
     assert_eq!(purge.status, 200, "{}", purge.text());
+    assert_eq!(
+        purge.header("cache-status"),
+        "Aside; fwd=bypass; detail=purge"
+    );
     let r = aside.get("/p").await;
     assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "2"));
     assert_eq!(aside.request("PURGE", "/p-never", &[]).await.status, 404);

@@ -122,6 +122,8 @@ async fn request_directives() {
         .request("GET", "/oic", &[("cache-control", "only-if-cached")])
         .await;
     assert_eq!(miss.status, 504);
+    // Aside's own answer: no stored response used, nothing forwarded.
+    assert_eq!(miss.header("cache-status"), "Aside; detail=only-if-cached");
     let before = origin.hits();
     aside.get("/oic").await;
     let hit = aside

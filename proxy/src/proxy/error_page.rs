@@ -3,16 +3,19 @@
 
 use super::*;
 
+/// Writes Aside's own JSON answer (`PURGE`, a request no route takes, a 504 for
+/// `only-if-cached`) with `cache_status` as its `Cache-Status`.
 pub(super) async fn respond_json(
     session: &mut Session,
     status: u16,
+    cache_status: &str,
     body: serde_json::Value,
 ) -> Result<()> {
     let body = Bytes::from(body.to_string());
     let mut resp = ResponseHeader::build(status, Some(3))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header("cache-status", "Aside; fwd=bypass; detail=purge")?;
+    resp.insert_header("cache-status", cache_status)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())

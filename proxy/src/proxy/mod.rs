@@ -146,6 +146,7 @@ impl ProxyHttp for AsideProxy {
             respond_json(
                 session,
                 400,
+                "Aside; detail=missing-host",
                 serde_json::json!({"error": {"code": "bad_request", "message": "missing Host header"}}),
             )
             .await?;
@@ -162,6 +163,7 @@ impl ProxyHttp for AsideProxy {
             respond_json(
                 session,
                 404,
+                "Aside; detail=no-route",
                 serde_json::json!({"error": {"code": "no_route", "message": message}}),
             )
             .await?;
@@ -301,6 +303,7 @@ impl ProxyHttp for AsideProxy {
             respond_json(
                 session,
                 504,
+                "Aside; detail=only-if-cached",
                 serde_json::json!({"error": {"code": "not_cached", "message": "only-if-cached: no stored response"}}),
             )
             .await?;

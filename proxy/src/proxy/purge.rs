@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The `Cache-Status` of every answer to `PURGE`.
+const PURGE_CACHE_STATUS: &str = "Aside; fwd=bypass; detail=purge";
+
 impl AsideProxy {
     /// Answer `PURGE <url>`: allowed peers only; removes every Vary variant.
     pub(super) async fn handle_purge(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
@@ -21,6 +24,7 @@ impl AsideProxy {
             return respond_json(
                 session,
                 403,
+                PURGE_CACHE_STATUS,
                 serde_json::json!({"error": {"code": "forbidden", "message": "PURGE is not allowed from this address"}}),
             )
             .await;
@@ -47,6 +51,7 @@ impl AsideProxy {
                 respond_json(
                     session,
                     status,
+                    PURGE_CACHE_STATUS,
                     serde_json::json!({"data": {"url": url, "purged": n}}),
                 )
                 .await
@@ -56,6 +61,7 @@ impl AsideProxy {
                 respond_json(
                     session,
                     500,
+                    PURGE_CACHE_STATUS,
                     serde_json::json!({"error": {"code": "internal", "message": "purge failed"}}),
                 )
                 .await
