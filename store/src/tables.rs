@@ -250,8 +250,10 @@ impl<'t> WriteTables<'t> {
     /// revalidation or soft purge keeps the body it has).
     ///
     /// One lookup: the record insert returns the old record, whose index rows are
-    /// then dropped. A fill of a new hash writes 5 rows (record, url + stamp, host,
-    /// expiry, lru) plus one per tag.
+    /// then replaced (`put_index_rows`). A fill of a new hash writes 5 rows
+    /// (record, url + stamp, host, expiry, lru) plus one per tag; a refill of the
+    /// same URL writes the record, the url row, the lru rows and, when its
+    /// deadline moved to another second, the expiry rows.
     pub(crate) fn cache_put(
         &mut self,
         e: &CacheEntry,
@@ -282,38 +284,102 @@ impl<'t> WriteTables<'t> {
             }
             None => None,
         };
-        if let Some((old, size)) = old {
-            self.drop_index_rows(&old.entry)?;
-            if let Some(l) = &old.loc {
-                self.seg_sub(l);
+        let old_entry = match old {
+            Some((old, size)) => {
+                if let Some(l) = &old.loc {
+                    self.seg_sub(l);
+                }
+                m.cache_entries = m.cache_entries.saturating_sub(1);
+                m.cache_bytes = m.cache_bytes.saturating_sub(size);
+                Some(old.entry)
             }
-            m.cache_entries = m.cache_entries.saturating_sub(1);
-            m.cache_bytes = m.cache_bytes.saturating_sub(size);
-        }
+            None => None,
+        };
         if let Some(l) = &loc {
             self.seg_add(l);
         }
+        self.put_index_rows(old_entry.as_ref(), e, m)?;
+        m.cache_entries += 1;
+        m.cache_bytes += 16 + rec.len() as u64 + loc.map_or(0, |l| l.len);
+        self.added.push(*h);
+        Ok(())
+    }
+
+    /// Writes the index rows of `e` (a new LRU stamp included), replacing those
+    /// of `old`, the record `e` replaced. Only rows that differ are written: a
+    /// refill or revalidation of the same URL keeps its host and tag rows, and
+    /// its expiry row when the deadline's second is the same; its url row gets
+    /// the new stamp in place.
+    fn put_index_rows(
+        &mut self,
+        old: Option<&CacheEntry>,
+        e: &CacheEntry,
+        m: &mut Meta,
+    ) -> Result<()> {
+        let h = &e.hash;
+        let same_url = old.is_some_and(|o| o.url == e.url);
+        let mut old_stamp = None;
+        if let Some(o) = old.filter(|_| !same_url) {
+            old_stamp = self
+                .url
+                .remove((o.url.as_str(), h))
+                .ctx("writing the url index")?
+                .map(|g| g.value());
+        }
         m.lru_clock += 1;
-        self.url
+        let replaced = self
+            .url
             .insert((e.url.as_str(), h), m.lru_clock)
-            .ctx("writing the url index")?;
+            .ctx("writing the url index")?
+            .map(|g| g.value());
+        if same_url {
+            old_stamp = replaced;
+        }
+        if let Some(stamp) = old_stamp {
+            self.lru.remove((stamp, h)).ctx("writing the lru index")?;
+        }
         self.lru
             .insert((m.lru_clock, h), ())
             .ctx("writing the lru index")?;
-        self.host
-            .insert((e.host.as_str(), e.url.as_str(), h), ())
-            .ctx("writing the host index")?;
-        for t in &e.tags {
+        let same_host = same_url && old.is_some_and(|o| o.host == e.host);
+        if !same_host {
+            if let Some(o) = old {
+                self.host
+                    .remove((o.host.as_str(), o.url.as_str(), h))
+                    .ctx("writing the host index")?;
+            }
+            self.host
+                .insert((e.host.as_str(), e.url.as_str(), h), ())
+                .ctx("writing the host index")?;
+        }
+        // Tag rows are keyed by (tag, url): with the url unchanged, only the
+        // tags that came or went change rows.
+        let kept = |tags: &[String], t: &String| same_url && tags.contains(t);
+        if let Some(o) = old {
+            for t in o.tags.iter().filter(|t| !kept(e.tags.as_slice(), t)) {
+                self.tag
+                    .remove((t.as_str(), o.url.as_str(), h))
+                    .ctx("writing the tag index")?;
+            }
+        }
+        let old_tags = old.map_or(&[][..], |o| o.tags.as_slice());
+        for t in e.tags.iter().filter(|t| !kept(old_tags, t)) {
             self.tag
                 .insert((t.as_str(), e.url.as_str(), h), ())
                 .ctx("writing the tag index")?;
         }
-        self.expiry
-            .insert((secs_ceil(e.stale_until), cold::KIND_CACHE, &h[..]), ())
-            .ctx("writing the expiry index")?;
-        m.cache_entries += 1;
-        m.cache_bytes += 16 + rec.len() as u64 + loc.map_or(0, |l| l.len);
-        self.added.push(*h);
+        let expiry = secs_ceil(e.stale_until);
+        let old_expiry = old.map(|o| secs_ceil(o.stale_until));
+        if old_expiry != Some(expiry) {
+            if let Some(secs) = old_expiry {
+                self.expiry
+                    .remove((secs, cold::KIND_CACHE, &h[..]))
+                    .ctx("writing the expiry index")?;
+            }
+            self.expiry
+                .insert((expiry, cold::KIND_CACHE, &h[..]), ())
+                .ctx("writing the expiry index")?;
+        }
         Ok(())
     }
 

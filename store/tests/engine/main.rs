@@ -5,6 +5,7 @@ mod bodies;
 mod crash;
 mod errors;
 mod model;
+mod refill;
 mod restart;
 mod runtimes;
 
