@@ -298,3 +298,21 @@ async fn a_format_3_store_opens_upgraded_with_every_entry() {
         }
     }
 }
+
+/// The disk tier stays within `cold_capacity`: garbage collection evicts the
+/// least recently used entries, counted in `evictions`.
+#[tokio::test]
+async fn garbage_collection_keeps_the_disk_tier_within_its_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| c.cold_capacity = 1024 * 1024).await;
+    let now = clock.now();
+    for i in 0..200u8 {
+        store.cache_fill(big(i, 20_000, now)).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    store.collect_garbage().await.unwrap();
+    let s = store.stats();
+    assert!(s.cold_bytes <= 1024 * 1024, "{} bytes held", s.cold_bytes);
+    assert!(s.evictions > 0);
+}
