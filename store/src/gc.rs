@@ -2,7 +2,8 @@
 //! demand): expired KV items and cache entries past `stale_until` are found
 //! through the expiry index (ordered by deadline, so a pass reads only what is
 //! due), then, if the cold tier is over its byte budget, the least recently used
-//! cache entries go. KV items are application data and are never evicted for
+//! cache entries go ([`evict`], which the writer also runs at the end of every
+//! batch that leaves the tier over budget). KV items are application data and are never evicted for
 //! space, only when they expire.
 //!
 //! Each pass is bounded (`MAX_PER_PASS`) so that a large backlog cannot hold the
@@ -97,6 +98,20 @@ pub(crate) fn collect(
     }
 
     // 2. Over budget: least recently used cache entries.
+    evict(t, m, cold_capacity, &mut report)?;
+    Ok(report)
+}
+
+/// Evicts least recently used cache entries while the cold tier is over
+/// `cold_capacity` (at most `MAX_PER_PASS`; `report.more` when cut short).
+/// Also run by the writer at the end of any batch that leaves the tier over its
+/// budget, so the budget holds between passes too.
+pub(crate) fn evict(
+    t: &mut WriteTables<'_>,
+    m: &mut Meta,
+    cold_capacity: u64,
+    report: &mut GcReport,
+) -> Result<()> {
     let mut budget = MAX_PER_PASS;
     while m.cold_bytes() > cold_capacity && budget > 0 {
         budget -= 1;
@@ -122,5 +137,5 @@ pub(crate) fn collect(
     if budget == 0 {
         report.more = true;
     }
-    Ok(report)
+    Ok(())
 }

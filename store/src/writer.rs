@@ -256,6 +256,16 @@ impl Writer {
                     }
                     self.apply(op, &mut t, &mut meta, now, &mut answers, &mut hot)?;
                 }
+                // Fills past the byte budget evict in this transaction, not at the
+                // next GC pass: at a few thousand fills a second, `gc_interval` of
+                // fills is far more than the slack an operator allows.
+                if meta.cold_bytes() > self.cold_capacity {
+                    let mut r = gc::GcReport::default();
+                    gc::evict(&mut t, &mut meta, self.cold_capacity, &mut r)?;
+                    gc_counts.1 += r.evicted;
+                    gc_more |= r.more;
+                    hot.extend(r.removed.into_iter().map(HotUpdate::Remove));
+                }
                 t.write_meta(&meta)?;
                 seg_live = std::mem::take(&mut t.seg_live);
                 // Before the commit: a reader must never see a committed hash

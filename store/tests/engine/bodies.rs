@@ -316,3 +316,30 @@ async fn garbage_collection_keeps_the_disk_tier_within_its_capacity() {
     assert!(s.cold_bytes <= 1024 * 1024, "{} bytes held", s.cold_bytes);
     assert!(s.evictions > 0);
 }
+
+/// Fills past `cold_capacity` evict in their own batch, without waiting for a
+/// garbage-collection pass (the fixture's `gc_interval` is an hour): the least
+/// recently used entries go, the latest fills stay.
+#[tokio::test]
+async fn fills_past_the_capacity_evict_the_oldest_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| c.cold_capacity = 1024 * 1024).await;
+    let now = clock.now();
+    for i in 0..200u8 {
+        store.cache_fill(big(i, 20_000, now)).await.unwrap();
+        if i % 20 == 19 {
+            store.flush().await.unwrap();
+            let held = store.stats().cold_bytes;
+            assert!(
+                held <= 1024 * 1024,
+                "{held} bytes held after {} fills",
+                i + 1
+            );
+        }
+    }
+    let s = store.stats();
+    assert!(s.evictions >= 140, "{} evictions", s.evictions);
+    assert!(store.cache_lookup(&[199; 16]).await.unwrap().is_some());
+    assert!(store.cache_lookup(&[0; 16]).await.unwrap().is_none());
+}
