@@ -189,12 +189,9 @@ impl Store {
                 }
                 read => read,
             })?;
+            // Not cached: the pool reads it (and inline reads pause).
             Ok((!body_on_disk).then_some(found))
         });
-        if body_on_disk {
-            // The working set is larger than the page cache: the pool for a while.
-            self.shared.inline.pause();
-        }
         if let Some(found) = inline {
             return found;
         }

@@ -3,8 +3,8 @@
 //! through the expiry index (ordered by deadline, so a pass reads only what is
 //! due), then, if the cold tier is over its byte budget, the least recently used
 //! cache entries go ([`evict`], which the writer also runs at the end of every
-//! batch that leaves the tier over budget). KV items are application data and are never evicted for
-//! space, only when they expire.
+//! batch that leaves the tier over budget). KV items are application data and
+//! are never evicted for space, only when they expire.
 //!
 //! Each pass is bounded (`MAX_PER_PASS`) so that a large backlog cannot hold the
 //! write transaction for long; the writer runs another pass soon when one was cut.

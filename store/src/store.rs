@@ -285,8 +285,9 @@ impl Store {
     /// Runs a cold-tier read on this thread, for when the page cache holds what it
     /// reads (see `nowait`). `None` when inline reads are paused or unsupported,
     /// or when `f` answers `Ok(None)`: what it needs is not cached, the caller
-    /// goes to the pool. A read that found redb pages outside the page cache has
-    /// waited for them once, here; inline reads then pause for a while.
+    /// goes to the pool. Either way something was not in the page cache (a redb
+    /// page, read anyway, once, here; or a body `f` left for the pool): the
+    /// working set is larger than memory, so inline reads pause for a while.
     pub(crate) fn read_inline<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<Option<T>>,
@@ -312,10 +313,10 @@ impl Store {
             let e = std::io::Error::other("the read panicked");
             return Some(Err(Error::io("running a cold-tier read", e)));
         };
-        if waited {
+        let r = r.transpose();
+        if waited || r.is_none() {
             gate.pause();
         }
-        let r = r.transpose();
         let path = if r.is_some() {
             &gate.inline
         } else {
