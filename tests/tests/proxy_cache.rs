@@ -372,6 +372,16 @@ async fn large_bodies_come_back_whole_from_the_disk_tier_after_a_restart() {
         assert_eq!(r.x_cache(), "HIT", "{path}: {}", aside.log());
         assert_eq!(r.body, body(path), "{path} after the restart");
     }
+    // Each was read from the disk tier once: on the proxy thread when the page
+    // cache holds it (files just written do, where RWF_NOWAIT works), else
+    // through the store's reader threads.
+    let inline = aside
+        .metric("aside_store_cold_reads_total", &["inline"])
+        .await;
+    let pool = aside
+        .metric("aside_store_cold_reads_total", &["pool"])
+        .await;
+    assert_eq!(inline + pool, 2, "{}", aside.metrics_text().await);
     let r = aside
         .request("GET", "/large", &[("range", "bytes=299990-")])
         .await;

@@ -299,22 +299,38 @@ async fn a_format_3_store_opens_upgraded_with_every_entry() {
     }
 }
 
-/// The disk tier stays within `cold_capacity`: garbage collection evicts the
-/// least recently used entries, counted in `evictions`.
-#[tokio::test]
-async fn garbage_collection_keeps_the_disk_tier_within_its_capacity() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = MockClock::default();
-    let store = reopen(&dir, &clock, |c| c.cold_capacity = 1024 * 1024).await;
-    let now = clock.now();
-    for i in 0..200u8 {
-        store.cache_fill(big(i, 20_000, now)).await.unwrap();
+/// Fills `n` entries of 20,000-byte bodies (hashes 0..n), in batches of 20, and
+/// checks after each batch that the disk tier holds at most `max_held` bytes.
+async fn fill_20k_bodies(store: &Store, clock: &MockClock, n: u8, max_held: u64) {
+    for i in 0..n {
+        store.cache_fill(big(i, 20_000, clock.now())).await.unwrap();
+        if i % 20 == 19 {
+            store.flush().await.unwrap();
+            let held = store.stats().cold_bytes;
+            assert!(held <= max_held, "{held} bytes held after {} fills", i + 1);
+        }
     }
     store.flush().await.unwrap();
+}
+
+/// A store reopened with a smaller `cold_capacity` is brought within it by
+/// garbage collection (no write batch runs before it), least recently used first.
+#[tokio::test]
+async fn garbage_collection_brings_a_reopened_store_within_a_smaller_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| c.cold_capacity = 8 * 1024 * 1024).await;
+    fill_20k_bodies(&store, &clock, 200, 8 * 1024 * 1024).await;
+    assert_eq!(store.stats().evictions, 0);
+    drop(store);
+    let store = reopen(&dir, &clock, |c| c.cold_capacity = 1024 * 1024).await;
+    assert!(store.stats().cold_bytes > 1024 * 1024);
     store.collect_garbage().await.unwrap();
     let s = store.stats();
     assert!(s.cold_bytes <= 1024 * 1024, "{} bytes held", s.cold_bytes);
-    assert!(s.evictions > 0);
+    assert!(s.evictions >= 140, "{} evictions", s.evictions);
+    assert!(store.cache_lookup(&[199; 16]).await.unwrap().is_some());
+    assert!(store.cache_lookup(&[0; 16]).await.unwrap().is_none());
 }
 
 /// Fills past `cold_capacity` evict in their own batch, without waiting for a
@@ -325,19 +341,7 @@ async fn fills_past_the_capacity_evict_the_oldest_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = MockClock::default();
     let store = reopen(&dir, &clock, |c| c.cold_capacity = 1024 * 1024).await;
-    let now = clock.now();
-    for i in 0..200u8 {
-        store.cache_fill(big(i, 20_000, now)).await.unwrap();
-        if i % 20 == 19 {
-            store.flush().await.unwrap();
-            let held = store.stats().cold_bytes;
-            assert!(
-                held <= 1024 * 1024,
-                "{held} bytes held after {} fills",
-                i + 1
-            );
-        }
-    }
+    fill_20k_bodies(&store, &clock, 200, 1024 * 1024).await;
     let s = store.stats();
     assert!(s.evictions >= 140, "{} evictions", s.evictions);
     assert!(store.cache_lookup(&[199; 16]).await.unwrap().is_some());
