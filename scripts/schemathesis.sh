@@ -16,7 +16,8 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
     scripts/prereqs.sh python3-venv >/dev/null 2>&1 || apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install --quiet "schemathesis==$ST_VERSION"
+  # hypothesis pinned too: a new release must not change what CI runs.
+  "$VENV/bin/pip" install --quiet "schemathesis==$ST_VERSION" "hypothesis==6.170.17"
 fi
 
 DATA=$(mktemp -d)
@@ -40,6 +41,9 @@ done
 # over 16 MiB) are answers to schema-valid requests. positive_data_acceptance is left out
 # until the document can say what it cannot yet: a cursor is opaque (a forged one is 400)
 # and a cache `url` must be an absolute http(s) URL that a route matches.
+# One worker: with two, hypothesis's threads call ast.parse at once and CPython 3.11's
+# AST builder shares its recursion counter between threads (cpython gh-106905), which
+# failed a CI run with "SystemError: AST constructor recursion depth mismatch".
 cat >"$DATA/schemathesis.toml" <<TOML
 [generation]
 codec = "ascii"
@@ -50,4 +54,4 @@ TOML
   "http://127.0.0.1:$ADMIN/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --checks all --exclude-checks positive_data_acceptance \
-  --max-time 60 --seed 1 --workers 2 "$@"
+  --max-time 60 --seed 1 --workers 1 "$@"
