@@ -52,14 +52,30 @@ pub struct StoreConfig {
     /// redb page cache; kept small because the hot tier is moka's job and the OS
     /// page cache holds the file. Default: 4 MiB.
     pub redb_cache_bytes: usize,
-    /// Size at which a body segment file is closed and a new one started (see
-    /// the crate docs: bodies over 2 KiB live in segment files beside the redb
-    /// file). Smaller segments are emptied and reclaimed sooner; larger ones mean
-    /// fewer files. Default: 64 MiB.
+    /// Largest size at which a body segment file is closed and a new one
+    /// started (see the crate docs: bodies over 2 KiB live in segment files
+    /// beside the redb file). Smaller segments are emptied and reclaimed sooner;
+    /// larger ones mean fewer files. The store uses at most 1/32 of
+    /// `cold_capacity` (and at least 1 MiB) whatever this says: see
+    /// [`StoreConfig::segment_bytes`]. Default: 64 MiB.
     pub body_segment_bytes: u64,
 }
 
+/// Segments are at most this share of the cold capacity (see
+/// [`StoreConfig::segment_bytes`]).
+const SEGMENTS_PER_CAPACITY: u64 = 32;
+
 impl StoreConfig {
+    /// The segment size the store uses: `body_segment_bytes`, but no more than
+    /// 1/32 of `cold_capacity` (and no less than 1 MiB, unless
+    /// `body_segment_bytes` is smaller). The segment being appended to and the
+    /// one being compacted are space on top of the bodies held; with 64 MiB
+    /// segments in a 256 MiB tier they were half as much again.
+    pub fn segment_bytes(&self) -> u64 {
+        let share = (self.cold_capacity / SEGMENTS_PER_CAPACITY).max(1024 * 1024);
+        self.body_segment_bytes.min(share)
+    }
+
     pub fn new(path: impl Into<PathBuf>) -> Self {
         StoreConfig {
             path: path.into(),
@@ -95,5 +111,26 @@ impl StoreConfig {
             return Err(bad("cache_flush_interval must be positive"));
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreConfig;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn segments_are_sized_to_the_cold_capacity() {
+        let mut c = StoreConfig::new("/x");
+        // The default 10 GiB tier keeps the 64 MiB default.
+        assert_eq!(c.segment_bytes(), 64 * MIB);
+        c.cold_capacity = 256 * MIB;
+        assert_eq!(c.segment_bytes(), 8 * MIB);
+        c.cold_capacity = 8 * MIB;
+        assert_eq!(c.segment_bytes(), MIB);
+        // A smaller configured size wins.
+        c.body_segment_bytes = 64 * 1024;
+        assert_eq!(c.segment_bytes(), 64 * 1024);
     }
 }

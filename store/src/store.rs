@@ -449,8 +449,8 @@ fn open_db(config: &StoreConfig) -> Result<Opened> {
         e => open_err(e.to_string()),
     })?;
     let dir = crate::bodies::dir_for(&path);
-    let (bodies, missing) = Bodies::open(dir.clone(), config.body_segment_bytes, &seg_live)
-        .map_err(|e| {
+    let (bodies, missing) =
+        Bodies::open(dir.clone(), config.segment_bytes(), &seg_live).map_err(|e| {
             open_err(format!(
                 "cannot open the body segments in {}: {e}",
                 dir.display()

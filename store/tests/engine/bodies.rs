@@ -347,3 +347,63 @@ async fn fills_past_the_capacity_evict_the_oldest_at_once() {
     assert!(store.cache_lookup(&[199; 16]).await.unwrap().is_some());
     assert!(store.cache_lookup(&[0; 16]).await.unwrap().is_none());
 }
+
+/// Churn at the capacity with the default segment size: new fills, half of
+/// them short-lived, in a tier of 8 MiB. Segments are sized to the tier (at
+/// most 1/32 of it, at least 1 MiB), so the segment being appended to and the
+/// one being compacted stay small beside the bodies held, and the segment
+/// files stay within 1.5 x the bytes the tier holds (issue 18's soak target;
+/// with 64 MiB segments they were a whole segment over it).
+#[tokio::test]
+async fn segment_files_stay_within_half_again_the_bytes_held_under_churn() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| c.cold_capacity = 8 * 1024 * 1024).await;
+    let mut n: u16 = 0;
+    let mut worst = 0.0f64;
+    for _round in 0..8 {
+        let now = clock.now();
+        for _ in 0..200 {
+            let mut e = big(0, 20_000, now);
+            e.hash = [0; 16];
+            e.hash[..2].copy_from_slice(&n.to_be_bytes());
+            e.url = format!("http://h/churn/{n}");
+            if n % 2 == 1 {
+                e.fresh_until = now + Duration::from_secs(1);
+                e.stale_until = now + Duration::from_secs(2);
+            } else {
+                e.stale_until = now + Duration::from_secs(3600);
+            }
+            store.cache_fill(e).await.unwrap();
+            n += 1;
+        }
+        store.flush().await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        for _ in 0..8 {
+            store.collect_garbage().await.unwrap();
+        }
+        store.flush().await.unwrap();
+        let s = store.stats();
+        assert!(
+            s.cold_bytes <= 8 * 1024 * 1024,
+            "{} bytes held",
+            s.cold_bytes
+        );
+        worst = worst.max(s.body_file_bytes as f64 / s.cold_bytes as f64);
+    }
+    let s = store.stats();
+    assert!(s.evictions > 0, "the churn never reached the capacity");
+    assert!(
+        worst <= 1.5,
+        "segment files up to {worst:.2} x the bytes held (last: {} bytes in {} segments, {} held)",
+        s.body_file_bytes,
+        s.body_segments,
+        s.cold_bytes
+    );
+    // The survivors read back whole.
+    let last = n - 2;
+    let mut h = [0u8; 16];
+    h[..2].copy_from_slice(&last.to_be_bytes());
+    let (e, _) = store.cache_lookup(&h).await.unwrap().unwrap();
+    assert_eq!(e.body, body(0, 20_000));
+}
