@@ -84,6 +84,9 @@ pub(crate) struct WriteTables<'t> {
     pub(crate) seg_live: BTreeMap<u32, u64>,
     /// Segments whose live bytes changed, for `write_meta`.
     seg_touched: BTreeSet<u32>,
+    /// Body bytes (headers included) freed in segments since the last
+    /// [`WriteTables::take_freed`]: the dead space compaction has to catch up with.
+    freed: u64,
     /// Hashes written in this transaction: the writer adds them to the in-memory
     /// presence set before the commit (see `presence`).
     pub(crate) added: Vec<Hash>,
@@ -119,6 +122,7 @@ impl<'t> WriteTables<'t> {
             bodies,
             seg_live,
             seg_touched: BTreeSet::new(),
+            freed: 0,
             added: Vec::new(),
             removed: Vec::new(),
         })
@@ -160,7 +164,13 @@ impl<'t> WriteTables<'t> {
         self.seg_touched.insert(loc.seg);
     }
 
+    /// The body bytes freed since the last call (see `freed`).
+    pub(crate) fn take_freed(&mut self) -> u64 {
+        std::mem::take(&mut self.freed)
+    }
+
     fn seg_sub(&mut self, loc: &BodyLoc) {
+        self.freed += loc.span();
         if let Some(live) = self.seg_live.get_mut(&loc.seg) {
             *live = live.saturating_sub(loc.span());
             if *live == 0 {
@@ -407,6 +417,8 @@ impl<'t> WriteTables<'t> {
             .insert(hash, bytes.as_slice())
             .ctx("writing a cache entry")?;
         self.seg_sub(from);
+        // A move frees nothing new for compaction to catch up with.
+        self.freed -= from.span();
         self.seg_add(&to);
         Ok(true)
     }

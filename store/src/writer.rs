@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::bodies::Bodies;
 use crate::cold::{self, Ctx, Hash};
-use crate::compact::Compactor;
+use crate::compact::{self, Compactor};
 use crate::counters::Counters;
 use crate::hot::HotTier;
 use crate::op::{done, Done, Op};
@@ -247,7 +247,7 @@ impl Writer {
                     if let Op::Gc { reply } = op {
                         let r = gc::collect(&mut t, &mut meta, now, self.cold_capacity)?;
                         gc_more |= r.more;
-                        gc_more |= self.compactor.step(&mut t)?;
+                        gc_more |= self.compactor.step(&mut t, compact::SLICE_BYTES)?;
                         gc_counts.0 += r.expired;
                         gc_counts.1 += r.evicted;
                         hot.extend(r.removed.into_iter().map(HotUpdate::Remove));
@@ -265,6 +265,12 @@ impl Writer {
                     gc_counts.1 += r.evicted;
                     gc_more |= r.more;
                     hot.extend(r.removed.into_iter().map(HotUpdate::Remove));
+                }
+                // Compaction in step with what this batch freed (see `compact`).
+                let freed = t.take_freed();
+                if freed > 0 {
+                    let budget = (freed * compact::WALK_PER_FREED).min(compact::BATCH_MAX_BYTES);
+                    gc_more |= self.compactor.step(&mut t, budget)?;
                 }
                 t.write_meta(&meta)?;
                 seg_live = std::mem::take(&mut t.seg_live);
