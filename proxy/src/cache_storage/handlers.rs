@@ -98,7 +98,7 @@ impl HandleMiss for AsideMiss {
             return Error::e_explain(ErrorType::InternalError, "miss handler finished twice");
         };
         let size = self.body.len();
-        entry.body = std::mem::take(&mut self.body).freeze();
+        entry.body = exact_body(std::mem::take(&mut self.body));
         if let Some(shared) = &self.shared {
             // Before this node's waiting requests are let go (pingora does it
             // when this returns), bounded by the shared tier's timeout: the
@@ -112,5 +112,58 @@ impl HandleMiss for AsideMiss {
             .await
             .map_err(|e| store_err("cache fill", e))?;
         Ok(MissFinishType::Created(size))
+    }
+}
+
+/// The most a miss handler reserves up front from the origin's `Content-Length`
+/// (a larger body grows as it arrives; a lying header costs no more than this).
+pub(super) const MAX_RESERVE: usize = 8 * 1024 * 1024;
+
+/// A body buffer for a fill, sized from the response's `Content-Length` when it
+/// has one, so that the body is not reallocated as it arrives.
+pub(super) fn body_buffer(content_length: Option<usize>) -> BytesMut {
+    BytesMut::with_capacity(content_length.map_or(0, |n| n.min(MAX_RESERVE)))
+}
+
+/// The filled body as the tiers keep it. A buffer that grew by doubling holds up
+/// to twice its length, and the hot tier's budget counts the length: a body in
+/// a buffer more than 1/8 too large is copied into one of its own size.
+pub(super) fn exact_body(body: BytesMut) -> Bytes {
+    if body.capacity() - body.len() > body.len() / 8 + 64 {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grown_buffer_is_not_kept_whole() {
+        let mut grown = BytesMut::new();
+        for _ in 0..49 {
+            grown.extend_from_slice(&[7u8; 1000]);
+        }
+        assert!(grown.capacity() > 55_000, "{}", grown.capacity());
+        let body = exact_body(grown);
+        assert_eq!(body.len(), 49_000);
+        // Copied into an allocation of its own length (`Bytes` from a `Vec`).
+        assert_eq!(Vec::from(body).capacity(), 49_000);
+    }
+
+    #[test]
+    fn a_buffer_sized_from_content_length_is_kept() {
+        let mut b = body_buffer(Some(49_000));
+        let ptr = b.as_ptr();
+        for _ in 0..49 {
+            b.extend_from_slice(&[7u8; 1000]);
+        }
+        let body = exact_body(b);
+        assert_eq!(body.as_ptr(), ptr, "no copy, no reallocation");
+        assert_eq!(body.len(), 49_000);
+        assert_eq!(body_buffer(Some(usize::MAX)).capacity(), MAX_RESERVE);
+        assert_eq!(body_buffer(None).capacity(), 0);
     }
 }

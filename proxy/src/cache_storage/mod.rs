@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora_cache::key::{CacheHashKey, CacheKey};
 use pingora_cache::storage::{
     HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage,
@@ -189,6 +189,19 @@ impl AsideStorage {
     }
 }
 
+/// The response's `Content-Length`, when it has a single valid one.
+fn content_length(meta: &CacheMeta) -> Option<usize> {
+    let mut values = meta
+        .headers()
+        .get_all(http::header::CONTENT_LENGTH)
+        .into_iter();
+    let v = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    v.to_str().ok()?.trim().parse().ok()
+}
+
 /// Tags an origin attached to a response (`Cache-Tag: a,b` / `Surrogate-Key: a b`).
 pub fn origin_tags(meta: &CacheMeta) -> Vec<String> {
     let headers = meta.headers();
@@ -321,7 +334,7 @@ impl Storage for AsideStorage {
                 stale_until: stale_until(meta),
                 soft_purged: false,
             }),
-            body: BytesMut::new(),
+            body: handlers::body_buffer(content_length(meta)),
         }))
     }
 
