@@ -95,6 +95,89 @@ async fn coalesced_waits_are_counted() {
     assert!(waits >= 1.0, "{metrics}");
 }
 
+/// A miss storm on one node: one origin request, and every follower answered
+/// as a hit of that fill (they wait for it and are then served by the
+/// fresh-hit fast path, `cache_storage::fills`), with the stored body, `Age`
+/// and `Cache-Status`, each counted as a coalesced wait.
+#[tokio::test]
+async fn a_miss_storm_is_one_fetch_and_every_follower_a_hit_of_it() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("storm body")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(400))
+    })
+    .await;
+    let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let a = aside.clone();
+            tokio::spawn(async move { a.get("/storm").await })
+        })
+        .collect();
+    let mut misses = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "storm body"));
+        match r.x_cache() {
+            "MISS" => misses += 1,
+            "HIT" => {
+                assert!(
+                    r.header("cache-status").contains("; hit"),
+                    "{:?}",
+                    r.headers
+                );
+                assert!(!r.header("age").is_empty(), "{:?}", r.headers);
+            }
+            other => panic!("X-Cache {other}: {:?}", r.headers),
+        }
+    }
+    assert_eq!((origin.hits(), misses), (1, 1));
+    let metrics = aside.metrics_text().await;
+    let waits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("aside_cache_lock_waits_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(waits >= 30.0, "{waits} coalesced waits for 39 followers");
+}
+
+/// Followers of a fill that turns out uncacheable are let go when the
+/// response is judged, and each gets the origin's answer (none waits for the
+/// cache lock's 30 s timeout).
+#[tokio::test]
+async fn followers_of_an_uncacheable_response_each_get_an_answer() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("private")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let a = aside.clone();
+            tokio::spawn(async move { a.get("/nostore").await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "private"));
+        assert_ne!(r.x_cache(), "HIT");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        origin.hits() >= 2,
+        "uncacheable answers are not shared: {}",
+        origin.hits()
+    );
+}
+
 #[tokio::test]
 async fn tls_listener_serves_clients_over_https() {
     use rcgen::{CertificateParams, KeyPair};

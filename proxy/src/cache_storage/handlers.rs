@@ -80,6 +80,7 @@ impl Drop for AsideMiss {
 
 /// A fill in progress. Dropped without `finish` = the fill failed: nothing is written.
 pub(super) struct AsideMiss {
+    pub(super) fills: &'static super::fills::Fills,
     pub(super) store: Store,
     pub(super) shared: Option<aside_cluster::SharedCache>,
     pub(super) entry: Option<CacheEntry>,
@@ -107,10 +108,11 @@ impl HandleMiss for AsideMiss {
             let lease = shared.take_lease(&entry.hash);
             shared.put_soon(entry.clone(), lease).await;
         }
-        self.store
-            .cache_fill(entry)
-            .await
-            .map_err(|e| store_err("cache fill", e))?;
+        let hash = entry.hash;
+        let filled = self.store.cache_fill(entry).await;
+        // In the store (or failed): this node's requests waiting for it go.
+        self.fills.done(&hash);
+        filled.map_err(|e| store_err("cache fill", e))?;
         Ok(MissFinishType::Created(size))
     }
 }

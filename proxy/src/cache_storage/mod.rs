@@ -11,6 +11,7 @@
 //! - a soft purge lowers the store's `fresh_until` without touching the meta
 //!   blobs: `lookup` applies it to the decoded meta, so hot and cold tiers agree.
 
+mod fills;
 mod handlers;
 mod meta;
 
@@ -52,7 +53,12 @@ pub struct KeyInfo {
     /// lease it took, so that the request gives it up at its end if it did not
     /// fill (`None` without a shared tier: nothing is allocated).
     pub lease: Option<Arc<LeaseSlot>>,
+    /// Where the lookup records the hash it registered as a fill in progress
+    /// (see `fills`), so that the request releases it at its end.
+    pub fill: Option<Arc<FillSlot>>,
 }
+
+pub use fills::FillSlot;
 
 /// See [`KeyInfo::lease`].
 #[derive(Debug, Default)]
@@ -81,6 +87,8 @@ pub struct AsideStorage {
     /// largest cost of a hit; entries that need no more than `CacheMeta::new`
     /// to rebuild are decoded once and rebuilt from here.
     decoded: moka::sync::Cache<[u8; 16], Arc<Decoded>, foldhash::fast::RandomState>,
+    /// Fills in progress, that fast-path requests wait for.
+    fills: fills::Fills,
 }
 
 impl AsideStorage {
@@ -99,6 +107,7 @@ impl AsideStorage {
             store,
             shared,
             decoded,
+            fills: fills::Fills::default(),
         }))
     }
 
@@ -171,6 +180,7 @@ impl AsideStorage {
             if let Err(e) = self.store.cache_fill(CacheEntry::clone(&entry)).await {
                 tracing::warn!(error = %e, url = %entry.url, "cannot keep the shared copy locally");
             }
+            self.fills.done(hash);
         }
         Some(entry)
     }
@@ -181,6 +191,18 @@ impl AsideStorage {
         if let (Some(shared), Some(hash)) = (&self.shared, slot.taken.lock().take()) {
             shared.abandon(&hash);
         }
+    }
+
+    /// Releases the fill in progress `slot`'s request registered, if any (at
+    /// the request's end, or when its response turns out not to fill).
+    pub fn release_fill(&self, slot: &FillSlot) {
+        self.fills.release(slot);
+    }
+
+    /// A receiver whose `changed()` ends when the fill in progress of `hash`
+    /// on this node is done; `None` when there is none.
+    pub(crate) fn fill_watch(&self, hash: &[u8; 16]) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.fills.watch(hash)
     }
 
     /// Whether the cluster's shared tier is on (requests then carry a [`LeaseSlot`]).
@@ -270,10 +292,16 @@ impl Storage for AsideStorage {
         };
         let entry = match found {
             Some((entry, _tier)) => entry,
-            None => match self.shared_lookup(key, &hash).await {
-                Some(entry) => entry,
-                None => return Ok(None),
-            },
+            None => {
+                let info = key.extensions.get::<KeyInfo>();
+                if let Some(slot) = info.and_then(|i| i.fill.as_ref()) {
+                    self.fills.start(&hash, slot);
+                }
+                match self.shared_lookup(key, &hash).await {
+                    Some(entry) => entry,
+                    None => return Ok(None),
+                }
+            }
         };
         let mut meta = match self.meta_of(&entry) {
             Ok(meta) => meta,
@@ -318,6 +346,7 @@ impl Storage for AsideStorage {
             }
         }
         Ok(Box::new(AsideMiss {
+            fills: &self.fills,
             store: self.store.clone(),
             shared: self.shared.clone(),
             entry: Some(CacheEntry {

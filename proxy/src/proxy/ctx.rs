@@ -84,6 +84,9 @@ pub struct Ctx {
     pub(super) started: Instant,
     /// The cluster lease slot of this request's cache key (shared tier only).
     pub(super) lease: Option<Arc<crate::cache_storage::LeaseSlot>>,
+    /// The fill-in-progress slot of this request's cache key (see
+    /// `cache_storage::fills`): released at the request's end.
+    pub(super) fill: Option<Arc<crate::cache_storage::FillSlot>>,
     /// When the upstream request was sent, to time the origin.
     pub(super) upstream_started: Option<Instant>,
     /// How long the origin took to answer headers.

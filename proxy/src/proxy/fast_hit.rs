@@ -13,6 +13,11 @@
 //! compression, which Aside leaves disabled. Everything else (misses, stale
 //! or revalidated entries, `Vary`, conditionals, ranges, refresh-ahead,
 //! background refreshes) goes the regular way, which stays the reference.
+//!
+//! A request that finds no entry while this node fills it (a miss storm)
+//! waits for the fill (`cache_storage::fills`) and looks again, so the storm's
+//! followers are answered here too rather than one by one through pingora's
+//! cache lock and hit path.
 
 use std::fmt::Write as _;
 
@@ -71,7 +76,23 @@ pub(super) async fn serve(
     } else {
         derive()
     };
-    let Some((entry, decoded)) = proxy.shared.storage.plain_entry(&hash).await else {
+    let storage = proxy.shared.storage;
+    let mut waited = false;
+    let found = match storage.plain_entry(&hash).await {
+        Some(found) => Some(found),
+        // A miss storm: wait for this node's fill in progress, then look again,
+        // instead of queueing at pingora's cache lock and each going through
+        // its hit path (see `cache_storage::fills`).
+        None => match storage.fill_watch(&hash) {
+            Some(mut filled) => {
+                let _ = tokio::time::timeout(LOCK_WAIT_TIMEOUT, filled.changed()).await;
+                waited = true;
+                storage.plain_entry(&hash).await
+            }
+            None => None,
+        },
+    };
+    let Some((entry, decoded)) = found else {
         return Ok(false);
     };
     let stored = decoded.stored(&entry);
@@ -92,6 +113,9 @@ pub(super) async fn serve(
     let cache_status =
         CacheStatus::Hit.header_value(Some(stored.fresh_until), now, None, false, None);
     crate::metrics::record_request(CacheStatus::Hit.as_str());
+    if waited {
+        crate::metrics::record_coalesced_wait();
+    }
     ctx.fast_hit = true;
 
     let written = match template.head() {

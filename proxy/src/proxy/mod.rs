@@ -104,6 +104,7 @@ impl ProxyHttp for AsideProxy {
             host: String::new(),
             started: Instant::now(),
             lease: None,
+            fill: None,
             upstream_started: None,
             upstream_time: None,
             upstream_status: None,
@@ -248,10 +249,13 @@ impl ProxyHttp for AsideProxy {
             })
         });
         ctx.lease = lease.clone();
+        let fill = Arc::new(crate::cache_storage::FillSlot::default());
+        ctx.fill = Some(fill.clone());
         key.extensions.insert(KeyInfo {
             url,
             route_tags,
             lease,
+            fill: Some(fill),
         });
         Ok(key)
     }
@@ -330,13 +334,11 @@ impl ProxyHttp for AsideProxy {
             _ => None,
         };
         let resp = merged.as_ref().unwrap_or(resp);
-        if RequestDirectives::parse(req).no_store {
-            ctx.not_stored = Some("request no-store");
-            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
-                "request no-store",
-            )));
-        }
-        let decision = decide(req, resp, ctx.route()?, SystemTime::now());
+        let decision = if RequestDirectives::parse(req).no_store {
+            Err("request no-store")
+        } else {
+            decide(req, resp, ctx.route()?, SystemTime::now())
+        };
         match decision {
             Ok(meta) => {
                 ctx.stored = true;
@@ -344,6 +346,10 @@ impl ProxyHttp for AsideProxy {
             }
             Err(reason) => {
                 ctx.not_stored = Some(reason);
+                // Nothing will be filled: requests waiting on the fast path go.
+                if let Some(slot) = &ctx.fill {
+                    self.shared.storage.release_fill(slot);
+                }
                 Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(reason)))
             }
         }
@@ -584,6 +590,9 @@ impl ProxyHttp for AsideProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(slot) = &ctx.lease {
             self.shared.storage.end_of_request(slot);
+        }
+        if let Some(slot) = &ctx.fill {
+            self.shared.storage.release_fill(slot);
         }
         access_log::write(session, e, ctx, &self.shared);
     }
