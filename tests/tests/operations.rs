@@ -66,6 +66,33 @@ async fn access_log_and_metrics() {
     }
 }
 
+/// `n` GETs of `path`, all in flight at once; their responses in order.
+async fn concurrent_gets(aside: &Arc<Aside>, path: &str, n: usize) -> Vec<aside_tests::Resp> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (a, path) = (aside.clone(), path.to_owned());
+            tokio::spawn(async move { a.get(&path).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// `aside_cache_lock_waits_total` (0 when absent).
+async fn coalesced_waits(aside: &Aside) -> f64 {
+    aside
+        .metrics_text()
+        .await
+        .lines()
+        .find(|l| l.starts_with("aside_cache_lock_waits_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn coalesced_waits_are_counted() {
     let origin = Origin::start(|_, _| {
@@ -75,24 +102,12 @@ async fn coalesced_waits_are_counted() {
     })
     .await;
     let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let a = aside.clone();
-            tokio::spawn(async move { a.get("/co").await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().status, 200);
+    for r in concurrent_gets(&aside, "/co", 10).await {
+        assert_eq!(r.status, 200);
     }
     assert_eq!(origin.hits(), 1);
-    let metrics = aside.metrics_text().await;
-    let waits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("aside_cache_lock_waits_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(waits >= 1.0, "{metrics}");
+    let waits = coalesced_waits(&aside).await;
+    assert!(waits >= 1.0, "{waits} coalesced waits");
 }
 
 /// A miss storm on one node: one origin request, and every follower answered
@@ -108,15 +123,8 @@ async fn a_miss_storm_is_one_fetch_and_every_follower_a_hit_of_it() {
     })
     .await;
     let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
-    let tasks: Vec<_> = (0..40)
-        .map(|_| {
-            let a = aside.clone();
-            tokio::spawn(async move { a.get("/storm").await })
-        })
-        .collect();
     let mut misses = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
+    for r in concurrent_gets(&aside, "/storm", 40).await {
         assert_eq!((r.status, r.text().as_str()), (200, "storm body"));
         match r.x_cache() {
             "MISS" => misses += 1,
@@ -132,13 +140,7 @@ async fn a_miss_storm_is_one_fetch_and_every_follower_a_hit_of_it() {
         }
     }
     assert_eq!((origin.hits(), misses), (1, 1));
-    let metrics = aside.metrics_text().await;
-    let waits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("aside_cache_lock_waits_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let waits = coalesced_waits(&aside).await;
     assert!(waits >= 30.0, "{waits} coalesced waits for 39 followers");
 }
 
@@ -155,14 +157,7 @@ async fn followers_of_an_uncacheable_response_each_get_an_answer() {
     .await;
     let aside = Arc::new(Aside::builder().upstream(&origin.url()).start().await);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let a = aside.clone();
-            tokio::spawn(async move { a.get("/nostore").await })
-        })
-        .collect();
-    for t in tasks {
-        let r = t.await.unwrap();
+    for r in concurrent_gets(&aside, "/nostore", 20).await {
         assert_eq!((r.status, r.text().as_str()), (200, "private"));
         assert_ne!(r.x_cache(), "HIT");
     }
