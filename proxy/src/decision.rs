@@ -255,11 +255,7 @@ pub fn decide(
         public_or_s_maxage: cc
             .as_ref()
             .is_some_and(|cc| cc.allow_caching_authorized_req()),
-        size: resp
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()),
+        size: crate::fields::content_length(resp),
     };
     match route.freshness(&origin, now) {
         Freshness::DoNotStore { reason } => Err(reason),

@@ -13,6 +13,15 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::structured_field::{parse_dictionary, Value};
 
+/// The body length a response's (first) `Content-Length` field states, when it
+/// is a number.
+pub(crate) fn content_length(resp: &ResponseHeader) -> Option<u64> {
+    resp.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// `CDN-Cache-Control` (RFC 9213).
 pub(crate) const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 

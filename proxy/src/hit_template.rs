@@ -52,12 +52,7 @@ impl HitTemplate {
         }
         // pingora's `range_header_filter` for a request without `Range`: a
         // 200 with a valid length says it could be asked for ranges.
-        let length = header
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if status == http::StatusCode::OK && length.is_some() {
+        if status == http::StatusCode::OK && crate::fields::content_length(&header).is_some() {
             header.insert_header(header::ACCEPT_RANGES, "bytes")?;
         }
         strip_connection_fields(&mut header);

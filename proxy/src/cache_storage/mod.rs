@@ -211,19 +211,6 @@ impl AsideStorage {
     }
 }
 
-/// The response's `Content-Length`, when it has a single valid one.
-fn content_length(meta: &CacheMeta) -> Option<usize> {
-    let mut values = meta
-        .headers()
-        .get_all(http::header::CONTENT_LENGTH)
-        .into_iter();
-    let v = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    v.to_str().ok()?.trim().parse().ok()
-}
-
 /// Tags an origin attached to a response (`Cache-Tag: a,b` / `Surrogate-Key: a b`).
 pub fn origin_tags(meta: &CacheMeta) -> Vec<String> {
     let headers = meta.headers();
@@ -363,7 +350,10 @@ impl Storage for AsideStorage {
                 stale_until: stale_until(meta),
                 soft_purged: false,
             }),
-            body: handlers::body_buffer(content_length(meta)),
+            body: handlers::body_buffer(
+                crate::fields::content_length(meta.response_header())
+                    .and_then(|n| usize::try_from(n).ok()),
+            ),
         }))
     }
 
