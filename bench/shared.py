@@ -15,8 +15,9 @@ URL (`/__count`) and in all (`/__total`).
 1. Cross-node storm: nodes 1-3 (`threads = 2`) get `--storm` (1,000) requests
    each for one cold key, all in flight at once: one process opens every
    connection first (not timed), then writes one request on each, round-robin
-   over the nodes, and times each from its write to its last body byte (a bare
-   epoll loop, as bench/storm.py). Repeated for `--storm-keys` (3) keys.
+   over the nodes, and times each from its write to its last body byte
+   (bench/stormer, a compiled one-thread client; `--stormer` names a
+   binary). Repeated for `--storm-keys` (3) keys.
    Targets per key: exactly 1 origin request; client p99 <= origin delay +
    50 ms (250 ms). Each storm is then repeated on its key, now held by every
    node: that storm of hits is reported as the floor the client and machine
@@ -50,10 +51,8 @@ import os
 import random
 import re
 import resource
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,7 +66,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the harness helpers: free_port, spawn, wait_port, stop_all, machine)
-from storm import Conn, pct, read_responses  # noqa: E402  (the storm client)
+from storm import pct  # noqa: E402
 
 TOKEN = "bench-shared-token-0123456789"
 HOST = "api.bench"
@@ -174,57 +173,53 @@ def log_lines(node):
 
 # -------------------------------------------------------------- 1. storm
 
-def storm(nodes, path, per_node, timeout=30.0):
+def storm(nodes, path, per_node, stormer, timeout=30.0):
     """per_node pre-opened connections on each node; one request written on each,
-    round-robin over the nodes; per-request latency from its write."""
-    conns = []  # (node index, Conn)
-    for _ in range(per_node):
-        for i, n in enumerate(nodes):
-            s = socket.create_connection(("127.0.0.1", n["proxy"]), timeout=10)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.setblocking(False)
-            conns.append((i, Conn(s)))
-    time.sleep(0.3)  # let the nodes finish their accepts
-    ep = select.epoll(len(conns) + 1)
-    by_fd = {}
-    for _, c in conns:
-        by_fd[c.sock.fileno()] = c
-        ep.register(c.sock.fileno(), select.EPOLLIN)
-    req = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: aside-bench-shared\r\n\r\n".encode()
-    clock = time.perf_counter
-    for _, c in conns:
-        c.t0 = clock()
-        try:
-            c.sock.send(req)
-        except OSError as e:
-            c.failed = str(e)
-    spread = (conns[-1][1].t0 - conns[0][1].t0) * 1000
-    pending = sum(1 for _, c in conns if not c.failed)
-    for _, c in conns:
-        if c.failed:
-            ep.unregister(c.sock.fileno())
-    read_responses(ep, by_fd, pending, timeout)
+    round-robin over the nodes; per-request latency from its write (bench/stormer,
+    a compiled client: the Python epoll loop spent ~20 us per answer, most of a
+    3,000-answer storm's latency above the origin's delay on 2 CPUs)."""
+    cmd = [stormer, "--per-target", str(per_node), "--path", path, "--host", HOST,
+           "--user-agent", "aside-bench-shared", "--settle-ms", "300", "--timeout", str(timeout)]
+    for n in nodes:
+        cmd += ["--target", f"127.0.0.1:{n['proxy']}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 120)
+    if out.returncode != 0:
+        raise bench.HarnessError(f"stormer failed: {out.stderr.strip()}")
+    res = json.loads(out.stdout)
     lat_all, lat_node = [], collections.defaultdict(list)
     statuses, failed, xcache = collections.Counter(), 0, collections.Counter()
-    for i, c in conns:
-        c.sock.close()
-        if c.t1 is None:
+    for i, status, xc, ms, _err, _sent in res["results"]:
+        if ms is None:
             failed += 1
             continue
-        statuses[c.status] += 1
-        m = re.search(rb"\r\nx-cache: *([A-Za-z]+)", c.buf[:4096], re.I)
-        xcache[m.group(1).decode().upper() if m else "-"] += 1
-        ms = (c.t1 - c.t0) * 1000
+        statuses[status] += 1
+        xcache[xc or "-"] += 1
         lat_all.append(ms)
         lat_node[i].append(ms)
     lat_all.sort()
     return {
-        "n": len(conns), "failed": failed, "statuses": dict(statuses), "xcache": dict(xcache),
+        "n": res["n"], "failed": failed, "statuses": dict(statuses), "xcache": dict(xcache),
         "p50": pct(lat_all, 50), "p99": pct(lat_all, 99), "max": lat_all[-1] if lat_all else float("nan"),
-        "spread": spread,
+        "spread": res["spread_ms"],
         "per_node": {nodes[i]["name"]: (pct(sorted(v), 50), pct(sorted(v), 99), max(v))
                      for i, v in sorted(lat_node.items())},
     }
+
+
+def find_stormer(path):
+    """The storm client binary: `path`, or target/release/stormer, built when absent."""
+    if path:
+        if not os.access(path, os.X_OK):
+            raise bench.HarnessError(f"stormer binary not found: {path}")
+        return os.path.abspath(path)
+    root = os.path.dirname(bench.BENCH_DIR)
+    built = os.path.join(root, "target", "release", "stormer")
+    if not os.access(built, os.X_OK):
+        bench.log("building the storm client (cargo build --release -p aside-stormer)")
+        r = subprocess.run(["cargo", "build", "-q", "--release", "-p", "aside-stormer"], cwd=root)
+        if r.returncode != 0 or not os.access(built, os.X_OK):
+            raise bench.HarnessError("cannot build bench/stormer")
+    return built
 
 
 # ----------------------------------------------------------- 2. joining
@@ -367,6 +362,7 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
     ap.add_argument("--note", default="")
+    ap.add_argument("--stormer", help="the storm client (default: target/release/stormer, built if missing)")
     opts = ap.parse_args()
     if opts.smoke:
         opts.storm, opts.storm_keys, opts.keys, opts.join_seconds = 100, 1, 100, 3
@@ -376,6 +372,7 @@ def main():
     try:
         if not os.access(opts.aside, os.X_OK):
             raise bench.HarnessError(f"aside binary not found: {opts.aside}")
+        opts.stormer = find_stormer(opts.stormer)
         for tool in ("redis-server", "wrk"):
             if not shutil.which(tool):
                 raise bench.HarnessError(f"{tool} not found: scripts/prereqs.sh redis-server wrk")
@@ -423,7 +420,7 @@ def run(opts, work):
         path = path_of(key)
         bench.log(f"storm {s + 1}/{opts.storm_keys}: 3 nodes x {opts.storm} requests for {key}")
         before = [metrics(n) for n in nodes]
-        r = storm(nodes, path, opts.storm)
+        r = storm(nodes, path, opts.storm, opts.stormer)
         time.sleep(0.5)  # a late origin fetch (a node that gave up waiting) still counts
         r["origin"] = origin_count(origin_port, path)
         r["metrics"] = {n["name"]: delta(metrics(n), b) for n, b in zip(nodes, before)}
@@ -431,7 +428,7 @@ def run(opts, work):
         # The same storm again, now that every node holds the key: what serving
         # 3 x --storm hits costs this client and machine (not a target; the part
         # of the cold storm's latency that no fill path can remove).
-        r["floor"] = storm(nodes, path, opts.storm)
+        r["floor"] = storm(nodes, path, opts.storm, opts.stormer)
         storms.append(r)
         bench.log(f"  origin {r['origin']}  p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms  "
                   f"max {r['max']:.1f} ms  failed {r['failed']}  statuses {r['statuses']}  "
@@ -545,7 +542,7 @@ def run(opts, work):
         "and everything else at their defaults: 10 s, 10 ms), each with its own data dir and ports, "
         "`RUST_LOG=" + os.environ.get("RUST_LOG", "warn") + "`; client, nodes, Redis and origin share the machine",
         f"- storm: {opts.storm} connections per node opened first (not timed), then one request written "
-        "on each, round-robin over nodes 1-3, from one epoll loop; latency from each request's write to "
+        "on each, round-robin over nodes 1-3, from one compiled client thread (bench/stormer); latency from each request's write to "
         "its last body byte; then the same storm again once every node holds the key (all hits: "
         "what serving that many answers costs this client and machine, a floor under the cold storm's "
         "latency above the origin's delay)",
