@@ -96,18 +96,33 @@ impl<S> Guarded<S> {
                 0
             }
         };
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    newlines += 1;
-                    if newlines == 2 {
+        // Line ends found with `memchr`: a byte-by-byte loop was ~500
+        // instructions of every hit.
+        let mut rest = bytes;
+        loop {
+            if newlines == 1 {
+                // After a line end: carriage returns, then a second line end
+                // ends the header; anything else starts a new line.
+                let crs = rest.iter().take_while(|&&b| b == b'\r').count();
+                match rest.get(crs) {
+                    None => break,
+                    Some(b'\n') => {
                         self.phase = Phase::Body;
                         self.deadline = None;
                         return;
                     }
+                    Some(_) => {
+                        newlines = 0;
+                        rest = &rest[crs..];
+                    }
                 }
-                b'\r' => {}
-                _ => newlines = 0,
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    newlines = 1;
+                    rest = &rest[i + 1..];
+                }
+                None => break,
             }
         }
         self.phase = Phase::Header { newlines };
@@ -408,5 +423,51 @@ mod tests {
         let mut g = Guarded::new(server, LIMITS);
         g.on_read(b"GET / HTTP/1.0\nHost: x\n\n");
         assert_eq!(g.phase, Phase::Body);
+    }
+
+    /// The header's end is found where a byte-by-byte count of line ends
+    /// (ignoring `\r`) finds it, however the bytes are split into reads.
+    #[test]
+    fn header_end_matches_a_bytewise_count_for_every_split() {
+        let inputs: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody",
+            b"GET / HTTP/1.1\nA: b\n\r\r\nrest",
+            b"GET / HTTP/1.1\r\nA: \r\nB: c\r\n\r",
+            b"\r\n\r\n",
+            b"GET /\n\rx\n\r\rr\n",
+            b"no line end at all",
+        ];
+        for input in inputs {
+            // Where a byte-by-byte count reaches two line ends, if it does.
+            let mut count = 0;
+            let end = input.iter().position(|&b| {
+                match b {
+                    b'\n' => count += 1,
+                    b'\r' => {}
+                    _ => count = 0,
+                }
+                count == 2
+            });
+            for split in 0..=input.len() {
+                let (_c, server) = tokio::io::duplex(8);
+                let mut g = Guarded::new(server, LIMITS);
+                let (a, b) = input.split_at(split);
+                g.on_read(a);
+                let body_after_a = g.phase == Phase::Body;
+                assert_eq!(
+                    body_after_a,
+                    end.is_some_and(|e| e < split),
+                    "{input:?} at {split}"
+                );
+                if !body_after_a {
+                    g.on_read(b);
+                }
+                assert_eq!(
+                    g.phase == Phase::Body,
+                    end.is_some(),
+                    "{input:?} split at {split}"
+                );
+            }
+        }
     }
 }

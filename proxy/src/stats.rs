@@ -486,7 +486,11 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             // A third of the requests for 4 heavy names, the rest over 500.
             let r = x >> 33;
-            let h = if r.is_multiple_of(3) { r % 4 } else { 100 + r % 500 };
+            let h = if r.is_multiple_of(3) {
+                r % 4
+            } else {
+                100 + r % 500
+            };
             s.record(h, |n| n.push_str(&format!("n{h}")), false);
             if let Some(c) = reference.get_mut(&h) {
                 c.0 += 1;
