@@ -472,8 +472,9 @@ mod tests {
     }
 
     /// The batched eviction always takes a counter of the smallest count, as
-    /// a scan per new name would: the counts, errors and names after a skewed
-    /// stream with many one-off names match the textbook summary's.
+    /// a scan per new name would: after a skewed stream with many one-off
+    /// names, the counts match the textbook summary's (which smallest counter
+    /// goes does not change them), and the heavy names are held with theirs.
     #[test]
     fn batched_eviction_takes_a_smallest_counter() {
         let mut s = Summary::new(16);

@@ -222,6 +222,70 @@ fn main() {
 mod tests {
     use super::*;
 
+    /// A whole storm through real sockets: a local server that answers one
+    /// target with a length-delimited hit and the other with a chunked error,
+    /// each answer written in two parts.
+    #[tokio::test]
+    async fn a_storm_over_two_servers_reports_every_answer() {
+        async fn serve(listener: tokio::net::TcpListener, answer: &'static [u8]) {
+            loop {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    while !req.ends_with(b"\r\n\r\n") {
+                        if s.read_buf(&mut req).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let (a, b) = answer.split_at(answer.len() / 2);
+                    let _ = s.write_all(a).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let _ = s.write_all(b).await;
+                    // Held open, as a keep-alive server does.
+                    let _ = s.read_buf(&mut req).await;
+                });
+            }
+        }
+        let hit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let targets = [hit.local_addr().unwrap(), err.local_addr().unwrap()];
+        tokio::spawn(serve(
+            hit,
+            b"HTTP/1.1 200 OK\r\nX-Cache: hit\r\nContent-Length: 10\r\n\r\n0123456789",
+        ));
+        tokio::spawn(serve(
+            err,
+            b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n0\r\n\r\n",
+        ));
+        let args = Args::parse_from([
+            "stormer",
+            "--per-target",
+            "5",
+            "--path",
+            "/x",
+            "--settle-ms",
+            "0",
+            "--timeout",
+            "10",
+            "--target",
+            &targets[0].to_string(),
+            "--target",
+            &targets[1].to_string(),
+        ]);
+        let out = run(args).await.expect("a storm");
+        assert_eq!(out["n"], 10);
+        let rows = out["results"].as_array().unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            // Round-robin over the targets, in write order.
+            assert_eq!(row[0], i % 2);
+            let (status, x_cache) = if i % 2 == 0 { (200, "HIT") } else { (503, "") };
+            assert_eq!(row[1], status, "{row}");
+            assert_eq!(row[2], x_cache, "{row}");
+            assert!(row[3].as_f64().is_some_and(|ms| ms >= 5.0), "{row}");
+            assert!(row[4].is_null(), "{row}");
+        }
+    }
+
     #[test]
     fn heads_are_parsed_once_whole() {
         assert!(matches!(
