@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import urllib.request
 import sys
 import tempfile
 import time
@@ -68,6 +69,17 @@ def ir_total(path):
             if line.startswith("totals:") or line.startswith("summary:"):
                 return int(line.split()[1])
     return 0
+
+
+def store_reads(server):
+    """The store's cold-read counters from Aside's /metrics (where its disk-tier
+    lookups were read: on the proxy thread or on the reader threads)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{server.admin_port}/metrics",
+                                 headers={"Authorization": "Bearer profile"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    return "\n".join(line for line in text.splitlines()
+                     if line.startswith(("aside_store_cold_reads", "aside_store_inline_read_pauses")))
 
 
 def main():
@@ -145,6 +157,8 @@ def main():
         else:
             perf.send_signal(2)
             perf.wait()
+            if opts.server == "aside":
+                print(store_reads(server))
             server.stop()
             rep = subprocess.run(["perf", "report", "-i", os.path.join(work, "perf.data"), "--no-children",
                                   "--stdio", "--percent-limit", "0.7", "-g", "none"],

@@ -121,6 +121,37 @@ fn corrupt_header() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "bad segment entry header")
 }
 
+/// Exactly `len` bytes of `file` at `at`, read into spare capacity (no
+/// zero-filling of a buffer about to be overwritten: it was the largest cost of
+/// a cold hit after the copy). `None` when the file is shorter.
+pub(crate) fn pread_exact(file: &File, at: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let pos = at + buf.len() as u64;
+        let n = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), pos)
+            .map_err(io::Error::from)?;
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+    // Capacity may exceed `len`, and so may the last read.
+    buf.truncate(len);
+    Ok(Some(buf))
+}
+
+/// Like [`pread_exact`], from the OS page cache only (see `nowait`): an error of
+/// kind `WouldBlock` when some of the bytes would need the disk, when the file
+/// is shorter, or when `RWF_NOWAIT` reads are not supported.
+fn pread_cached(file: &File, at: u64, len: usize) -> io::Result<Vec<u8>> {
+    // Zero-filled: `preadv2` takes initialized buffers (and unsafe code is
+    // forbidden); a memset is far cheaper than the thread hand-off it saves.
+    let mut buf = vec![0u8; len];
+    if !nowait::read_nowait(file, at, &mut buf)? {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(buf)
+}
+
 impl Bodies {
     /// Opens the segment directory (created if missing). `referenced` holds the
     /// live bytes of each segment the committed records use (the `segments`
@@ -242,45 +273,31 @@ impl Bodies {
         Ok(())
     }
 
+    /// The open file of segment `id`, if it exists. A reader that holds it can
+    /// go on reading after the segment is deleted (compaction, GC).
+    pub(crate) fn file(&self, id: u32) -> Option<Arc<File>> {
+        self.files.read().get(&id).cloned()
+    }
+
     /// The body at `loc`; `None` when its segment is gone or the bytes do not
     /// match the record (length or CRC): the entry is then treated as absent.
     pub(crate) fn read(&self, loc: &BodyLoc) -> io::Result<Option<Bytes>> {
-        let Some(file) = self.files.read().get(&loc.seg).cloned() else {
+        let Some(file) = self.file(loc.seg) else {
             return Ok(None);
         };
         let len = usize::try_from(loc.len).map_err(|_| corrupt_header())?;
-        // Read into spare capacity: no zero-filling of a buffer about to be
-        // overwritten (it was the largest cost of a cold hit after the copy).
-        let mut buf: Vec<u8> = Vec::with_capacity(len);
-        while buf.len() < len {
-            let at = loc.off + buf.len() as u64;
-            let n = rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at)
-                .map_err(io::Error::from)?;
-            if n == 0 {
-                // Shorter than the record says: not this body.
-                return Ok(None);
-            }
-        }
-        // Capacity may exceed `len`, and so may the last read.
-        buf.truncate(len);
-        Ok(self.checked(loc, buf))
+        Ok(pread_exact(&file, loc.off, len)?.and_then(|buf| self.checked(loc, buf)))
     }
 
     /// Like [`Bodies::read`], from the OS page cache only (see `nowait`): an error
     /// of kind `WouldBlock` when some of the bytes would need the disk, or when
     /// `RWF_NOWAIT` reads are not supported. A missing segment is still `None`.
     pub(crate) fn read_cached(&self, loc: &BodyLoc) -> io::Result<Option<Bytes>> {
-        let Some(file) = self.files.read().get(&loc.seg).cloned() else {
+        let Some(file) = self.file(loc.seg) else {
             return Ok(None);
         };
         let len = usize::try_from(loc.len).map_err(|_| corrupt_header())?;
-        // Zero-filled: `preadv2` takes initialized buffers (and unsafe code is
-        // forbidden); a memset is far cheaper than the thread hand-off it saves.
-        let mut buf = vec![0u8; len];
-        if !nowait::read_nowait(&file, loc.off, &mut buf)? {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(self.checked(loc, buf))
+        Ok(self.checked(loc, pread_cached(&file, loc.off, len)?))
     }
 
     /// `buf` as the body at `loc` when its checksum matches.
@@ -340,7 +357,7 @@ impl Bodies {
     /// the end). Stops at the first header that does not parse (the torn tail
     /// of an append cut by a crash).
     pub(crate) fn walk(&self, id: u32, from: u64, max_bytes: u64) -> io::Result<Walked> {
-        let Some(file) = self.files.read().get(&id).cloned() else {
+        let Some(file) = self.file(id) else {
             return Ok((Vec::new(), None));
         };
         let end = file.metadata()?.len();

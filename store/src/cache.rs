@@ -10,16 +10,17 @@ use base64::Engine as _;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::bodies::BodyLoc;
+use crate::bodies::{Bodies, BodyLoc};
 use crate::catalog::CacheTables;
 use crate::clock::to_nanos;
 use crate::cold::{self, decode_cache, Ctx, Hash};
 use crate::hot::{HotKey, HotValue};
 use crate::op::Op;
-use crate::pending::Inflight;
+use crate::pending::{ColdFound, Inflight};
+use crate::stream::{ColdBody, STREAM_MIN};
 use crate::{
-    CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary, Error, PurgeMode, Result,
-    Store, Tier, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    CacheEntry, CacheFilter, CacheHit, CachePage, CacheSelector, CacheSummary, Error, PurgeMode,
+    Result, Store, Tier, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 
 fn encode_cursor(url: &str, hash: &Hash) -> String {
@@ -58,22 +59,46 @@ fn fill_weight(e: &CacheEntry) -> u32 {
 
 impl Store {
     /// The entry under `hash` until its `stale_until` (pingora decides fresh vs
-    /// stale), from the hot tier or else the cold tier (then promoted).
+    /// stale), from the hot tier or else the cold tier (then promoted), with its
+    /// whole body.
     ///
     /// # Errors
     /// `Io` when the file cannot be read.
     pub async fn cache_lookup(&self, hash: &[u8; 16]) -> Result<Option<(Arc<CacheEntry>, Tier)>> {
+        let found = self.lookup(hash, false).await?;
+        Ok(found.map(|hit| (hit.entry, hit.tier)))
+    }
+
+    /// Like [`Store::cache_lookup`], to serve the entry: a disk-tier body longer
+    /// than [`STREAM_MIN`](crate::STREAM_MIN) comes as a [`ColdBody`] to read in
+    /// chunks (`entry.body` is then empty) and the entry is not promoted (see
+    /// `stream`).
+    ///
+    /// # Errors
+    /// `Io` when the file cannot be read.
+    pub async fn cache_hit(&self, hash: &[u8; 16]) -> Result<Option<CacheHit>> {
+        self.lookup(hash, true).await
+    }
+
+    async fn lookup(&self, hash: &[u8; 16], stream: bool) -> Result<Option<CacheHit>> {
         let now = self.shared.clock.now();
+        let hot = |entry: Arc<CacheEntry>| {
+            entry.is_live(now).then_some(CacheHit {
+                entry,
+                tier: Tier::Hot,
+                stream: None,
+            })
+        };
         // A queued fill is newer than anything in either tier. The writer removes
         // it from `pending` only after putting it in the hot tier, so there is no
         // moment when a returned fill is in neither place.
         let queued = self.shared.pending.lock().get(hash).cloned();
         if let Some(e) = queued {
-            return Ok(e.is_live(now).then_some((e, Tier::Hot)));
+            return Ok(hot(e));
         }
         let hkey = HotKey::Cache(*hash);
         if let Some(HotValue::Cache(e)) = self.shared.hot.get(&hkey).await {
-            return Ok(e.is_live(now).then_some((e, Tier::Hot)));
+            return Ok(hot(e));
         }
         // Most misses end here: the cold tier does not hold the hash.
         if !self.shared.presence.may_contain(hash) {
@@ -85,7 +110,7 @@ impl Store {
         // it was queued, else lead a new one.
         enum Role {
             Lead,
-            Join(oneshot::Receiver<Option<Arc<CacheEntry>>>),
+            Join(oneshot::Receiver<Option<ColdFound>>),
             Alone,
         }
         let role = {
@@ -106,18 +131,34 @@ impl Store {
             }
         };
         let joined = match role {
-            Role::Lead => return self.lead_cold_read(hash, hkey, epoch, now).await,
+            Role::Lead => return self.lead_cold_read(hash, hkey, epoch, now, stream).await,
             Role::Join(rx) => Some(rx),
             Role::Alone => None,
         };
         if let Some(rx) = joined {
-            // An error: the leader failed or went away; read alone.
+            // An error: the leader failed or went away; read alone. A streamed
+            // body when this lookup wants it whole: read alone too.
             if let Ok(found) = rx.await {
-                return Ok(found.filter(|e| e.is_live(now)).map(|e| (e, Tier::Cold)));
+                if stream || found.as_ref().is_none_or(|f| f.external.is_none()) {
+                    return Ok(self.cold_hit(found, now));
+                }
             }
         }
-        let found = self.read_cold(hash).await?;
-        Ok(found.filter(|e| e.is_live(now)).map(|e| (e, Tier::Cold)))
+        let found = self.read_cold(hash, stream).await?;
+        Ok(self.cold_hit(found, now))
+    }
+
+    /// What a cold read found, as a hit when it is live.
+    fn cold_hit(&self, found: Option<ColdFound>, now: SystemTime) -> Option<CacheHit> {
+        let found = found.filter(|f| f.entry.is_live(now))?;
+        let stream = found
+            .external
+            .map(|(file, loc)| ColdBody::new(self.clone(), found.entry.hash, file, loc));
+        Some(CacheHit {
+            entry: found.entry,
+            tier: Tier::Cold,
+            stream,
+        })
     }
 
     /// Reads `hash` for every lookup waiting on it (registered in `inflight`),
@@ -128,7 +169,8 @@ impl Store {
         hkey: HotKey,
         epoch: u64,
         now: SystemTime,
-    ) -> Result<Option<(Arc<CacheEntry>, Tier)>> {
+        stream: bool,
+    ) -> Result<Option<CacheHit>> {
         // Takes the entry out even if this future is dropped mid-read: the
         // waiters then see their channel close and read alone.
         struct Leader<'a> {
@@ -137,7 +179,7 @@ impl Store {
             armed: bool,
         }
         impl Leader<'_> {
-            fn take_waiters(&mut self) -> Vec<oneshot::Sender<Option<Arc<CacheEntry>>>> {
+            fn take_waiters(&mut self) -> Vec<oneshot::Sender<Option<ColdFound>>> {
                 self.armed = false;
                 let mut inflight = self.store.shared.inflight.lock();
                 inflight
@@ -158,36 +200,41 @@ impl Store {
             hash: *hash,
             armed: true,
         };
-        let found = self.read_cold(hash).await?;
+        let found = self.read_cold(hash, stream).await?;
         let waiters = leader.take_waiters();
         for w in waiters {
             let _ = w.send(found.clone());
         }
-        let Some(entry) = found.filter(|e| e.is_live(now)) else {
+        let Some(hit) = self.cold_hit(found, now) else {
             return Ok(None);
         };
-        self.shared
-            .hot
-            .promote(hkey, HotValue::Cache(entry.clone()), epoch)
-            .await;
+        if hit.stream.is_none() {
+            self.shared
+                .hot
+                .promote(hkey, HotValue::Cache(hit.entry.clone()), epoch)
+                .await;
+        }
         self.shared.touches.lock().note(hash, now);
-        Ok(Some((entry, Tier::Cold)))
+        Ok(Some(hit))
     }
 
-    /// The cold tier's record of `hash`, expired or not. Read on this thread when
-    /// the page cache holds the record and its body (see `nowait`), else on the
-    /// reader pool.
-    async fn read_cold(&self, hash: &Hash) -> Result<Option<Arc<CacheEntry>>> {
+    /// The cold tier's record of `hash`, expired or not, with its body (or,
+    /// with `stream`, where a body longer than `STREAM_MIN` is). Read on this
+    /// thread when the page cache holds the record and its body (see
+    /// `nowait`), else on the reader pool.
+    async fn read_cold(&self, hash: &Hash, stream: bool) -> Result<Option<ColdFound>> {
         let h = *hash;
         let bodies = self.shared.bodies.clone();
         let mut body_on_disk = false;
         let inline = self.read_inline(|txn| {
-            let found = cold_record(txn, h, |loc| match bodies.read_cached(loc) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    body_on_disk = true;
-                    Ok(None)
+            let found = cold_record(txn, h, stream, &bodies, |loc| {
+                match bodies.read_cached(loc) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        body_on_disk = true;
+                        Ok(None)
+                    }
+                    read => read,
                 }
-                read => read,
             })?;
             // Not cached: the pool reads it (and inline reads pause).
             Ok((!body_on_disk).then_some(found))
@@ -195,7 +242,7 @@ impl Store {
         if let Some(found) = inline {
             return found;
         }
-        self.read(move |txn| cold_record(txn, h, |loc| bodies.read(loc)))
+        self.read(move |txn| cold_record(txn, h, stream, &bodies, |loc| bodies.read(loc)))
             .await
     }
 
@@ -408,8 +455,10 @@ fn with_read_tables<R>(
 fn cold_record(
     txn: &redb::ReadTransaction,
     h: Hash,
+    stream: bool,
+    bodies: &Bodies,
     body: impl FnOnce(&BodyLoc) -> std::io::Result<Option<Bytes>>,
-) -> Result<Option<Arc<CacheEntry>>> {
+) -> Result<Option<ColdFound>> {
     let rec = {
         let table = txn.open_table(cold::CACHE).ctx("opening table cache")?;
         let Some(g) = table.get(&h).ctx("reading a cache entry")? else {
@@ -418,13 +467,25 @@ fn cold_record(
         decode_cache(h, g.value(), true)?
     };
     let mut entry = rec.entry;
+    let mut external = None;
     if let Some(loc) = rec.loc {
-        match body(&loc).ctx("reading a cache body")? {
-            Some(b) => entry.body = b,
-            None => return Ok(None),
+        if stream && loc.len > STREAM_MIN {
+            // Read later, in chunks, through this handle (see `stream`).
+            let Some(file) = bodies.file(loc.seg) else {
+                return Ok(None);
+            };
+            external = Some((file, loc));
+        } else {
+            match body(&loc).ctx("reading a cache body")? {
+                Some(b) => entry.body = b,
+                None => return Ok(None),
+            }
         }
     }
-    Ok(Some(Arc::new(entry)))
+    Ok(Some(ColdFound {
+        entry: Arc::new(entry),
+        external,
+    }))
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ mod presence;
 mod reader;
 mod settle;
 mod store;
+mod stream;
 mod tables;
 mod types;
 mod value;
@@ -84,9 +85,10 @@ pub use config::{Limits, StoreConfig, MAX_ATOMIC_OPS};
 pub use error::{Error, Result};
 pub use kv::{decode_cursor, encode_cursor};
 pub use store::{Store, StoreStats};
+pub use stream::{ColdBody, CHUNK, STREAM_MIN};
 pub use types::{
-    increment, AtomicResult, CacheEntry, CacheFilter, CachePage, CacheSelector, CacheSummary,
-    Check, KvItem, ListPage, ListQuery, Mutation, PurgeMode, SetCondition, Tier,
+    increment, AtomicResult, CacheEntry, CacheFilter, CacheHit, CachePage, CacheSelector,
+    CacheSummary, Check, KvItem, ListPage, ListQuery, Mutation, PurgeMode, SetCondition, Tier,
     DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 pub use value::{AddError, JsonText, Numeric};

@@ -65,7 +65,15 @@ pub(crate) struct Inflight {
     /// that sees another epoch (a write committed since) must not share the
     /// read's older answer, and reads on its own.
     pub(crate) epoch: u64,
-    pub(crate) waiters: Vec<oneshot::Sender<Option<Arc<crate::CacheEntry>>>>,
+    pub(crate) waiters: Vec<oneshot::Sender<Option<ColdFound>>>,
+}
+
+/// What a cold read found: the entry, with its body unless the body is to be
+/// streamed from its segment (file handle and location, see `stream`).
+#[derive(Clone)]
+pub(crate) struct ColdFound {
+    pub(crate) entry: Arc<crate::CacheEntry>,
+    pub(crate) external: Option<(Arc<std::fs::File>, crate::bodies::BodyLoc)>,
 }
 
 /// Queued, uncommitted cache fills by hash (the newest one per hash).

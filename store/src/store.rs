@@ -332,16 +332,25 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.on_pool(move |db: &Database| {
+            db.begin_read()
+                .ctx("starting a read transaction")
+                .and_then(|txn| f(&txn))
+        })
+        .await
+    }
+
+    /// Runs blocking work on the reader pool (a cold read that needs the disk).
+    pub(crate) async fn on_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .readers
             .submit(Box::new(move |db: &Database| {
-                let r = db
-                    .begin_read()
-                    .ctx("starting a read transaction")
-                    .and_then(|txn| f(&txn));
                 // The caller may have gone away (cancelled lookup): nothing to do.
-                let _ = reply.send(r);
+                let _ = reply.send(f(db));
             }))
             .await?;
         answer

@@ -3,6 +3,7 @@
 //! `increment`, the arithmetic every KV backend shares; the API that takes and
 //! returns them is in `kv` and `cache`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -133,6 +134,16 @@ pub struct CacheEntry {
     /// >= fresh_until; never returned after this, GC deletes it.
     pub stale_until: SystemTime,
     pub soft_purged: bool,
+}
+
+/// A lookup's answer to serve (see [`Store::cache_hit`](crate::Store::cache_hit)).
+#[derive(Debug)]
+pub struct CacheHit {
+    /// The entry; its `body` is empty when `stream` is set.
+    pub entry: Arc<CacheEntry>,
+    pub tier: Tier,
+    /// A large disk-tier body, to read in chunks.
+    pub stream: Option<crate::ColdBody>,
 }
 
 impl CacheEntry {

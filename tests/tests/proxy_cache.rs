@@ -400,6 +400,67 @@ async fn large_bodies_come_back_whole_from_the_disk_tier_after_a_restart() {
     );
 }
 
+/// A disk-tier body over 256 KiB is served in chunks from its segment file and
+/// not promoted into the hot tier (each hit reads the disk tier again); a
+/// smaller one is promoted. Full reads, `HEAD` and `Range` stay exact.
+#[tokio::test]
+async fn large_disk_tier_bodies_are_streamed_and_not_promoted() {
+    fn body(path: &str) -> Vec<u8> {
+        let len = if path == "/small" { 200_000 } else { 1 << 20 };
+        (0..len).map(|i: usize| (i % 241) as u8).collect()
+    }
+    let origin = Origin::start(|seen, _| {
+        Reply::ok(body(&seen.uri)).header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    for path in ["/small", "/big"] {
+        assert_eq!(aside.get(path).await.body, body(path));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == 200_000 + (1 << 20) + 2 * 32
+        })
+        .await,
+        "{}",
+        aside.metrics_text().await
+    );
+    let aside = aside.restart().await;
+    let cold_reads = || async {
+        aside
+            .metric("aside_store_cold_reads_total", &["inline"])
+            .await
+            + aside
+                .metric("aside_store_cold_reads_total", &["pool"])
+                .await
+    };
+    for round in 1..=3 {
+        for path in ["/small", "/big"] {
+            let r = aside.get(path).await;
+            assert_eq!(
+                (r.status, r.x_cache()),
+                (200, "HIT"),
+                "{path}: {}",
+                aside.log()
+            );
+            assert_eq!(r.body, body(path), "{path}, round {round}");
+        }
+        // `/small` was read from the disk tier once, then promoted; `/big` every time.
+        assert_eq!(cold_reads().await, 1 + round, "round {round}");
+    }
+    let head = aside.request("HEAD", "/big", &[]).await;
+    assert_eq!((head.status, head.x_cache()), (200, "HIT"));
+    assert_eq!(head.header("content-length"), "1048576");
+    assert!(head.body.is_empty());
+    let r = aside
+        .request("GET", "/big", &[("range", "bytes=500000-700000")])
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), "bytes 500000-700000/1048576");
+    assert_eq!(r.body, body("/big")[500_000..=700_000]);
+    assert_eq!(origin.hits(), 2);
+}
+
 #[tokio::test]
 async fn purge_method_removes_the_url() {
     let origin = Origin::start(|_, n| cached(&format!("{n}"))).await;

@@ -8,14 +8,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aside_tests::{raw_origin, Aside};
+use aside_tests::{eventually, raw_origin, Aside, Origin, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Send one request on a fresh connection and read until the server closes it
 /// (or 10 s pass): the raw bytes, framing included.
 async fn raw_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    raw_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+    .await
+}
+
+/// Write `req` on a fresh connection and read until the server closes it (or
+/// 10 s pass).
+async fn raw_exchange(addr: SocketAddr, req: &str) -> Vec<u8> {
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -240,4 +249,69 @@ async fn an_origin_status_outside_100_to_599_is_a_bad_gateway() {
     assert_eq!(r.status, 502, "{:?}", r.text());
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["error"]["code"], "upstream_error");
+}
+
+/// A large body in the disk tier that no longer matches its checksum (a disk
+/// fault) is streamed until the fault shows, then the response is cut short:
+/// never a complete 200 with wrong bytes. The entry is deleted, and the next
+/// request refills it from the origin.
+#[tokio::test]
+async fn a_disk_tier_body_failing_its_checksum_is_cut_short_and_refetched() {
+    let body: Vec<u8> = (0..600 * 1024).map(|i: usize| (i % 239) as u8).collect();
+    let served = body.clone();
+    let origin = Origin::start(move |_, _| {
+        Reply::ok(served.clone()).header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    // One request per connection, closed by the server after the answer.
+    let get = |addr| async move {
+        let req = "GET /d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        split_head(&raw_exchange(addr, req).await)
+    };
+    let (head, got) = get(aside.addr).await;
+    assert!(head.contains("x-cache: miss"), "{head}");
+    assert_eq!(got, body);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == 600 * 1024 + 32
+        })
+        .await,
+        "the fill never reached the disk tier"
+    );
+    let mut aside = aside;
+    aside.stop();
+    // One byte flipped a third of the way into the only segment (in the body).
+    let segments = aside.dir.path().join("aside.redb.bodies");
+    let seg = std::fs::read_dir(segments)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&seg, bytes).unwrap();
+    let aside = aside.restart().await;
+
+    let (head, got) = get(aside.addr).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-cache: hit"), "{head}\n{}", aside.log());
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 614400"),
+        "{head}"
+    );
+    // The checksum is known at the end: the last chunk is withheld.
+    assert!(got.len() < body.len(), "a damaged body was sent whole");
+    assert!(
+        aside.log().contains("fails its checksum"),
+        "{}",
+        aside.log()
+    );
+
+    let (head, got) = get(aside.addr).await;
+    assert!(head.contains("x-cache: miss"), "{head}");
+    assert_eq!(got, body);
+    assert_eq!(origin.hits(), 2);
 }

@@ -8,16 +8,18 @@ use bytes::{Bytes, BytesMut};
 use pingora_cache::key::CacheKey;
 use pingora_cache::storage::{HandleHit, HandleMiss, MissFinishType, Storage};
 use pingora_cache::trace::SpanHandle;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorType, OrErr, Result};
 
-use aside_store::{CacheEntry, Store};
+use aside_store::{CacheEntry, ColdBody, Store};
 
 use super::store_err;
 
 /// A hit: the whole body is already in memory (`Bytes`, cheap to slice), so
-/// seeking for Range requests is just moving two indexes.
+/// seeking for Range requests is just moving two indexes; or, for a large body
+/// in the disk tier, read in chunks from its segment (`stream`).
 pub(super) struct AsideHit {
     pub(super) entry: Arc<CacheEntry>,
+    pub(super) stream: Option<ColdBody>,
     pub(super) start: usize,
     pub(super) end: usize,
     pub(super) done: bool,
@@ -26,6 +28,12 @@ pub(super) struct AsideHit {
 #[async_trait]
 impl HandleHit for AsideHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if let Some(stream) = &mut self.stream {
+            return stream
+                .next_chunk()
+                .await
+                .map_err(|e| store_err("cache body read", e));
+        }
         if self.done {
             return Ok(None);
         }
@@ -47,6 +55,11 @@ impl HandleHit for AsideHit {
     }
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        if let Some(stream) = &mut self.stream {
+            return stream
+                .seek(start as u64, end.map(|e| e as u64))
+                .or_err(ErrorType::InternalError, "seek out of range");
+        }
         let len = self.entry.body.len();
         if start >= len {
             return Error::e_explain(

@@ -29,7 +29,7 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, OkOrErr, Result};
 
-use aside_store::{CacheEntry, Store};
+use aside_store::{CacheEntry, CacheHit, Store};
 
 use handlers::{AsideHit, AsideMiss};
 pub use meta::decoded_share;
@@ -134,17 +134,15 @@ impl AsideStorage {
     /// (never revalidated, no Vary variance): the fresh-hit fast path's
     /// lookup. `None` for anything else, including store faults, which the
     /// regular lookup then meets and reports.
-    pub(crate) async fn plain_entry(
-        &self,
-        hash: &[u8; 16],
-    ) -> Option<(Arc<CacheEntry>, Arc<Decoded>)> {
-        let (entry, _tier) = self.store.cache_lookup(hash).await.ok()??;
-        if let Some(d) = self.cached_decoded(&entry) {
-            return Some((entry, d));
+    /// A large disk-tier body comes as a stream (`entry.body` is then empty).
+    pub(crate) async fn plain_entry(&self, hash: &[u8; 16]) -> Option<(CacheHit, Arc<Decoded>)> {
+        let hit = self.store.cache_hit(hash).await.ok()??;
+        if let Some(d) = self.cached_decoded(&hit.entry) {
+            return Some((hit, d));
         }
-        self.meta_of(&entry).ok()?;
-        let d = self.cached_decoded(&entry)?;
-        Some((entry, d))
+        self.meta_of(&hit.entry).ok()?;
+        let d = self.cached_decoded(&hit.entry)?;
+        Some((hit, d))
     }
 
     /// The store behind this storage.
@@ -257,7 +255,7 @@ fn stale_until(meta: &CacheMeta) -> SystemTime {
         .unwrap_or(meta.fresh_until())
 }
 
-fn store_err(context: &'static str, e: aside_store::Error) -> Box<Error> {
+pub(crate) fn store_err(context: &'static str, e: aside_store::Error) -> Box<Error> {
     crate::metrics::record_store_error();
     Error::because(ErrorType::InternalError, context, e)
 }
@@ -270,22 +268,22 @@ impl Storage for AsideStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let found = match self.store.cache_lookup(&hash).await {
+        let found = match self.store.cache_hit(&hash).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "cache lookup failed; treating as a miss");
                 return Err(store_err("cache lookup", e));
             }
         };
-        let entry = match found {
-            Some((entry, _tier)) => entry,
+        let (entry, stream) = match found {
+            Some(hit) => (hit.entry, hit.stream),
             None => {
                 let info = key.extensions.get::<KeyInfo>();
                 if let Some(slot) = info.and_then(|i| i.fill.as_ref()) {
                     self.fills.start(&hash, slot);
                 }
                 match self.shared_lookup(key, &hash).await {
-                    Some(entry) => entry,
+                    Some(entry) => (entry, None),
                     None => return Ok(None),
                 }
             }
@@ -308,6 +306,7 @@ impl Storage for AsideStorage {
             meta,
             Box::new(AsideHit {
                 entry,
+                stream,
                 start: 0,
                 end: len,
                 done: false,

@@ -96,9 +96,10 @@ pub(super) async fn serve(
             None => None,
         },
     };
-    let Some((entry, decoded)) = found else {
+    let Some((hit, decoded)) = found else {
         return Ok(false);
     };
+    let entry = hit.entry;
     let stored = decoded.stored(&entry);
     let response = decoded.response();
     let now = SystemTime::now();
@@ -151,11 +152,31 @@ pub(super) async fn serve(
             .await
             .map_err(|e| e.into_down())?;
     }
-    if !head {
+    if head {
+        return Ok(true);
+    }
+    let Some(mut stream) = hit.stream else {
         session
             .write_response_body(Some(entry.body.clone()), true)
             .await
             .map_err(|e| e.into_down())?;
+        return Ok(true);
+    };
+    // A large disk-tier body, chunk by chunk, each read into the buffer of the
+    // one before. A read error (a body that fails its checksum) after the
+    // header went out cuts the response short: the client sees it from the
+    // framing, and the connection is not reused.
+    while let Some(chunk) = stream
+        .next_chunk()
+        .await
+        .map_err(|e| crate::cache_storage::store_err("cache body read", e))?
+    {
+        let last = stream.remaining() == 0;
+        session
+            .write_response_body(Some(chunk.clone()), last)
+            .await
+            .map_err(|e| e.into_down())?;
+        stream.recycle(chunk);
     }
     Ok(true)
 }
