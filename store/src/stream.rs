@@ -271,6 +271,12 @@ mod tests {
         Store::open(cfg).await.unwrap()
     }
 
+    /// The streamed body of entry `i`.
+    async fn streamed(store: &Store, i: u8) -> ColdBody {
+        let hit = store.cache_hit(&[i; 16]).await.unwrap().unwrap();
+        hit.stream.expect("a streamed body")
+    }
+
     async fn read_all(body: &mut ColdBody) -> Result<(Vec<u8>, usize)> {
         let (mut out, mut chunks) = (Vec::new(), 0);
         while let Some(chunk) = body.next_chunk().await? {
@@ -313,13 +319,7 @@ mod tests {
     async fn a_seek_reads_its_range_after_checking_the_whole_body() {
         let dir = tempfile::tempdir().unwrap();
         let store = cold_store(dir.path(), vec![(1, large())]).await;
-        let mut body = store
-            .cache_hit(&[1; 16])
-            .await
-            .unwrap()
-            .unwrap()
-            .stream
-            .unwrap();
+        let mut body = streamed(&store, 1).await;
         body.seek(1_000, Some(300_001)).unwrap();
         let (bytes, chunks) = read_all(&mut body).await.unwrap();
         assert_eq!(bytes, large()[1_000..300_001]);
@@ -360,13 +360,7 @@ mod tests {
             .unwrap();
         let mut damaged = 0;
         for i in [1u8, 2] {
-            let mut body = store
-                .cache_hit(&[i; 16])
-                .await
-                .unwrap()
-                .unwrap()
-                .stream
-                .unwrap();
+            let mut body = streamed(&store, i).await;
             let mut served = 0;
             let err = loop {
                 match body.next_chunk().await {
@@ -397,13 +391,7 @@ mod tests {
         let store = Store::open(StoreConfig::new(dir.path().join("s.redb")))
             .await
             .unwrap();
-        let mut body = store
-            .cache_hit(&[1; 16])
-            .await
-            .unwrap()
-            .unwrap()
-            .stream
-            .unwrap();
+        let mut body = streamed(&store, 1).await;
         // A range far from the damage is refused all the same.
         body.seek(0, Some(100)).unwrap();
         assert!(matches!(
