@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     /// back to the pool for a while after one had to wait for the disk.
     pub(crate) db: Arc<Database>,
     pub(crate) inline: InlineGate,
+    /// Streamed bodies whose checksum was verified (see `stream`).
+    pub(crate) verified: crate::stream::Verified,
     /// The hot tier, shared with the writer thread (which inserts committed values).
     pub(crate) hot: HotTier,
     /// Queue to the writer thread. Bounded, so a burst of writes waits (without
@@ -179,6 +181,7 @@ impl Store {
                 readers,
                 db,
                 inline: InlineGate::default(),
+                verified: crate::stream::Verified::default(),
                 hot,
                 tx,
                 writer: Mutex::new(Some(handle)),

@@ -15,9 +15,15 @@
 //! the last chunk when it does not match, so the response is cut short (which
 //! the client sees from its framing) rather than completed with wrong bytes; the
 //! entry is then deleted. A range read checks the whole body before its first
-//! chunk. The segment's file handle is held by the reader, so compaction or GC
-//! deleting the segment meanwhile does not cut a response short.
+//! chunk, unless this process has already verified that body (a bounded set of
+//! verified locations: segments are append-only, so verified bytes stay
+//! verified short of a disk fault after the check), so that a client reading a
+//! large object range by range, or one multi-part range, does not read it
+//! whole each time. The segment's file handle is held by the reader, so
+//! compaction or GC deleting the segment meanwhile does not cut a response
+//! short.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -40,6 +46,31 @@ pub const STREAM_MIN: u64 = 256 * 1024;
 /// network stack less, and each connection holds one chunk.
 pub const CHUNK: usize = 256 * 1024;
 
+/// Streamed bodies whose checksum matched, by location. Bounded: emptied when
+/// it reaches [`Verified::MAX`] (a body checked again costs one extra read).
+#[derive(Default)]
+pub(crate) struct Verified(parking_lot::Mutex<HashSet<(u32, u64, u64, u32)>>);
+
+impl Verified {
+    const MAX: usize = 65_536;
+
+    fn key(loc: &BodyLoc) -> (u32, u64, u64, u32) {
+        (loc.seg, loc.off, loc.len, loc.crc)
+    }
+
+    fn contains(&self, loc: &BodyLoc) -> bool {
+        self.0.lock().contains(&Self::key(loc))
+    }
+
+    fn insert(&self, loc: &BodyLoc) {
+        let mut set = self.0.lock();
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        set.insert(Self::key(loc));
+    }
+}
+
 /// A disk-tier body being read in chunks (see the module doc). Reads
 /// `[start, end)` of the body, the whole body unless [`ColdBody::seek`] said
 /// otherwise.
@@ -52,8 +83,12 @@ pub struct ColdBody {
     end: u64,
     /// The CRC of the bytes read so far, while reading the whole body in order.
     crc: Option<crc32fast::Hasher>,
-    /// After a seek: the whole body is checked before the first chunk.
+    /// After a seek: the whole body is checked before the first chunk (unless
+    /// it was verified already).
     check_first: bool,
+    /// The body failed its check: every later read fails too (a caller that
+    /// dropped the failing read must not see a clean end).
+    failed: bool,
     /// A chunk handed back by [`ColdBody::recycle`], read into again: its bytes
     /// are initialized already (a fresh buffer for `preadv2` is zero-filled).
     spare: Option<BytesMut>,
@@ -81,6 +116,7 @@ impl ColdBody {
             end: loc.len,
             crc: Some(crc32fast::Hasher::new()),
             check_first: false,
+            failed: false,
             spare: None,
         }
     }
@@ -115,7 +151,7 @@ impl ColdBody {
         self.pos = start;
         self.end = end;
         self.crc = None;
-        self.check_first = true;
+        self.check_first = !self.store.shared.verified.contains(&self.loc);
         Ok(())
     }
 
@@ -126,11 +162,15 @@ impl ColdBody {
     /// match its checksum or is shorter than its record says (the entry is
     /// deleted): the response must then be cut short.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.failed {
+            return Err(failed());
+        }
         if self.pos >= self.end {
             return Ok(None);
         }
-        if std::mem::take(&mut self.check_first) {
+        if self.check_first {
             self.check_whole().await?;
+            self.check_first = false;
         }
         let len = usize::try_from(self.end - self.pos)
             .unwrap_or(usize::MAX)
@@ -144,6 +184,7 @@ impl ColdBody {
                 if crc != Some(self.loc.crc) {
                     return Err(self.corrupt("fails its checksum").await);
                 }
+                self.store.shared.verified.insert(&self.loc);
             }
         }
         Ok(Some(buf))
@@ -173,6 +214,7 @@ impl ColdBody {
         if crc.finalize() != self.loc.crc {
             return Err(self.corrupt("fails its checksum").await);
         }
+        self.store.shared.verified.insert(&self.loc);
         Ok(())
     }
 
@@ -214,7 +256,9 @@ impl ColdBody {
 
     /// The body is not what its record says: logs, deletes the entry (the next
     /// request refills it) and returns the error to fail the response with.
-    async fn corrupt(&self, what: &str) -> Error {
+    async fn corrupt(&mut self, what: &str) -> Error {
+        // Before any await: if this read is dropped, later ones still fail.
+        self.failed = true;
         tracing::warn!(
             segment = self.loc.seg,
             offset = self.loc.off,
@@ -226,6 +270,13 @@ impl ColdBody {
         Error::Corrupt {
             what: format!("cache body ({what})"),
         }
+    }
+}
+
+/// What reads after a failed check answer.
+fn failed() -> Error {
+    Error::Corrupt {
+        what: "cache body (failed its check)".to_owned(),
     }
 }
 
@@ -392,12 +443,39 @@ mod tests {
             .await
             .unwrap();
         let mut body = streamed(&store, 1).await;
-        // A range far from the damage is refused all the same.
+        // A range far from the damage is refused all the same, and so is every
+        // read after it (a caller that dropped the failing read sees no end).
         body.seek(0, Some(100)).unwrap();
         assert!(matches!(
             body.next_chunk().await,
             Err(Error::Corrupt { .. })
         ));
+        assert!(matches!(
+            body.next_chunk().await,
+            Err(Error::Corrupt { .. })
+        ));
         assert!(store.cache_lookup(&[1; 16]).await.unwrap().is_none());
+    }
+
+    /// Once a body's checksum matched, its ranges are served without reading
+    /// it whole again (shown with a byte damaged afterwards outside the range,
+    /// which a whole-body check would refuse).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_verified_body_serves_ranges_without_reading_it_whole_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cold_store(dir.path(), vec![(1, large())]).await;
+        let mut body = streamed(&store, 1).await;
+        assert_eq!(read_all(&mut body).await.unwrap().0, large());
+        damage_segment(dir.path());
+        let mut body = streamed(&store, 1).await;
+        body.seek(0, Some(1_000)).unwrap();
+        assert_eq!(read_all(&mut body).await.unwrap().0, large()[..1_000]);
+        // An unverified body is checked whole: the same damage refuses it.
+        let other = tempfile::tempdir().unwrap();
+        let fresh = cold_store(other.path(), vec![(1, large())]).await;
+        damage_segment(other.path());
+        let mut body = streamed(&fresh, 1).await;
+        body.seek(0, Some(1_000)).unwrap();
+        assert!(body.next_chunk().await.is_err());
     }
 }

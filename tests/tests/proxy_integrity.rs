@@ -309,6 +309,15 @@ async fn a_disk_tier_body_failing_its_checksum_is_cut_short_and_refetched() {
         "{}",
         aside.log()
     );
+    // Nothing went upstream (counters restart with the process): no origin
+    // request, error or aborted response is counted for it.
+    for name in [
+        "aside_upstream_requests_total",
+        "aside_upstream_errors_total",
+        "aside_responses_aborted_total",
+    ] {
+        assert_eq!(aside.metric(name, &[]).await, 0, "{name}");
+    }
 
     let (head, got) = get(aside.addr).await;
     assert!(head.contains("x-cache: miss"), "{head}");

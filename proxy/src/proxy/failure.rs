@@ -22,6 +22,18 @@ pub(super) async fn fail_to_proxy(session: &mut Session, e: &Error, ctx: &mut Ct
             can_reuse_downstream: false,
         };
     }
+    if ctx.fast_hit {
+        // A fresh hit answered from the store (`fast_hit`) failed after its
+        // header left: the client went away, or a streamed disk-tier body
+        // failed its checksum (logged by the store). Nothing went upstream, so
+        // no origin metric; the connection ends incomplete, as below.
+        session.set_keepalive(None);
+        ctx.aborted = true;
+        return FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+    }
     let upstream_name = ctx
         .route()
         .ok()

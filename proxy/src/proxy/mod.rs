@@ -587,6 +587,12 @@ impl ProxyHttp for AsideProxy {
         failure::fail_to_proxy(session, e, ctx).await
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, e: &Error) -> bool {
+        // A client that goes away during a fast hit (a large body most of all)
+        // is not an error of Aside's; the access log shows `aborted=true`.
+        ctx.fast_hit && e.esource() == &ErrorSource::Downstream
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(slot) = &ctx.lease {
             self.shared.storage.end_of_request(slot);
