@@ -58,7 +58,7 @@ pub(crate) const HEADER: u64 = 32;
 const MAGIC: [u8; 4] = *b"ASB1";
 
 /// Where a body is: `off` is the first byte of the body (after its header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BodyLoc {
     pub(crate) seg: u32,
     pub(crate) off: u64,

@@ -49,17 +49,13 @@ pub const CHUNK: usize = 256 * 1024;
 /// Streamed bodies whose checksum matched, by location. Bounded: emptied when
 /// it reaches [`Verified::MAX`] (a body checked again costs one extra read).
 #[derive(Default)]
-pub(crate) struct Verified(parking_lot::Mutex<HashSet<(u32, u64, u64, u32)>>);
+pub(crate) struct Verified(parking_lot::Mutex<HashSet<BodyLoc>>);
 
 impl Verified {
     const MAX: usize = 65_536;
 
-    fn key(loc: &BodyLoc) -> (u32, u64, u64, u32) {
-        (loc.seg, loc.off, loc.len, loc.crc)
-    }
-
     fn contains(&self, loc: &BodyLoc) -> bool {
-        self.0.lock().contains(&Self::key(loc))
+        self.0.lock().contains(loc)
     }
 
     fn insert(&self, loc: &BodyLoc) {
@@ -67,8 +63,13 @@ impl Verified {
         if set.len() >= Self::MAX {
             set.clear();
         }
-        set.insert(Self::key(loc));
+        set.insert(*loc);
     }
+}
+
+/// The length of the chunk to read with `left` bytes to go.
+fn chunk_len(left: u64) -> usize {
+    usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK)
 }
 
 /// A disk-tier body being read in chunks (see the module doc). Reads
@@ -172,9 +173,7 @@ impl ColdBody {
             self.check_whole().await?;
             self.check_first = false;
         }
-        let len = usize::try_from(self.end - self.pos)
-            .unwrap_or(usize::MAX)
-            .min(CHUNK);
+        let len = chunk_len(self.end - self.pos);
         let buf = self.read_at(self.pos, len).await?;
         self.pos += len as u64;
         if let Some(crc) = &mut self.crc {
@@ -203,9 +202,7 @@ impl ColdBody {
         let mut crc = crc32fast::Hasher::new();
         let mut at = 0;
         while at < self.loc.len {
-            let len = usize::try_from(self.loc.len - at)
-                .unwrap_or(usize::MAX)
-                .min(CHUNK);
+            let len = chunk_len(self.loc.len - at);
             let chunk = self.read_at(at, len).await?;
             crc.update(&chunk);
             self.recycle(chunk);

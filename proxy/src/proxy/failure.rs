@@ -22,21 +22,14 @@ pub(super) async fn fail_to_proxy(session: &mut Session, e: &Error, ctx: &mut Ct
             can_reuse_downstream: false,
         };
     }
-    if ctx.fast_hit {
-        // A fresh hit answered from the store (`fast_hit`) failed after its
-        // header left: the client went away, or a streamed disk-tier body
-        // failed its checksum (logged by the store). Nothing went upstream, so
-        // no origin metric; the connection ends incomplete, as below.
-        session.set_keepalive(None);
-        ctx.aborted = true;
-        return FailToProxy {
-            error_code: 0,
-            can_reuse_downstream: false,
-        };
-    }
+    // A fresh hit answered from the store (`fast_hit`) fails only once its
+    // header is on its way (the client went away, or a streamed disk-tier body
+    // failed its checksum, logged by the store): nothing went upstream, so no
+    // origin metric, and it ends incomplete like any response below.
     let upstream_name = ctx
         .route()
         .ok()
+        .filter(|_| !ctx.fast_hit)
         .zip(ctx.live.as_ref())
         .map(|(route, live)| live.config.upstream(route).name.clone());
     if let Some(name) = &upstream_name {
@@ -47,14 +40,16 @@ pub(super) async fn fail_to_proxy(session: &mut Session, e: &Error, ctx: &mut Ct
     }
     // The connection is not reused after a failure.
     session.set_keepalive(None);
-    if session.response_written().is_some() {
+    if ctx.fast_hit || session.response_written().is_some() {
         // Headers (and maybe part of the body) have left: the only honest end
         // is an incomplete one. Write nothing more: pingora then drops the
         // session without finishing it, so the client sees the connection
         // close short of Content-Length or without the final chunk. The
         // cache was disabled before this hook: the partial fill is discarded.
         ctx.aborted = true;
-        crate::metrics::record_aborted_response(upstream_name.as_deref().unwrap_or(""));
+        if !ctx.fast_hit {
+            crate::metrics::record_aborted_response(upstream_name.as_deref().unwrap_or(""));
+        }
         return FailToProxy {
             error_code: 0,
             can_reuse_downstream: false,
