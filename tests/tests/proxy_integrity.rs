@@ -324,3 +324,59 @@ async fn a_disk_tier_body_failing_its_checksum_is_cut_short_and_refetched() {
     assert_eq!(got, body);
     assert_eq!(origin.hits(), 2);
 }
+
+/// A client that goes away in the middle of a large hit streamed from the disk
+/// tier: the response ends there, the access log says `aborted=true`, and
+/// nothing is counted against the origin or logged as an error.
+#[tokio::test]
+async fn a_client_leaving_a_streamed_hit_is_no_origin_failure() {
+    // Larger than the loopback socket buffers, so the server is still writing
+    // when the client resets the connection.
+    let body: Vec<u8> = (0..24 << 20).map(|i: usize| (i % 233) as u8).collect();
+    let len = body.len() as u64;
+    let origin = Origin::start(move |_, _| {
+        Reply::ok(body.clone()).header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    let req = "GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let (head, got) = split_head(&raw_exchange(aside.addr, req).await);
+    assert!(head.contains("x-cache: miss"), "{head}");
+    assert_eq!(got.len() as u64, len);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == len + 32
+        })
+        .await,
+        "the fill never reached the disk tier"
+    );
+    let aside = aside.restart().await;
+
+    let mut conn = tokio::net::TcpStream::connect(aside.addr).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 16384];
+    let n = conn.read(&mut first).await.unwrap();
+    let head = String::from_utf8_lossy(&first[..n]).to_ascii_lowercase();
+    assert!(head.contains("x-cache: hit"), "{head}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A reset, not a clean close: the server's next write fails.
+    conn.set_zero_linger().unwrap();
+    drop(conn);
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            aside.log().contains("path=/big") && aside.log().contains("aborted=true")
+        })
+        .await,
+        "{}",
+        aside.log()
+    );
+    for name in [
+        "aside_upstream_requests_total",
+        "aside_upstream_errors_total",
+        "aside_responses_aborted_total",
+    ] {
+        assert_eq!(aside.metric(name, &[]).await, 0, "{name}");
+    }
+    assert!(!aside.log().contains("ERROR"), "{}", aside.log());
+}
