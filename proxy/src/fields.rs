@@ -29,9 +29,19 @@ pub(crate) const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 /// field line when it is a list (`Age: 7200, 0` is 7200); 0 when absent or
 /// invalid.
 pub(crate) fn origin_age(resp: &ResponseHeader) -> Duration {
-    resp.headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
+    age_value(
+        resp.headers
+            .get(header::AGE)
+            .map(http::HeaderValue::as_bytes),
+    )
+}
+
+/// [`origin_age`] of the first `Age` field line's value.
+pub(crate) fn age_value(value: Option<&[u8]>) -> Duration {
+    value
+        // As `HeaderValue::to_str`: visible ASCII, space and tab only.
+        .filter(|v| v.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t'))
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.split(',').next())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_secs)

@@ -72,6 +72,51 @@ async fn a_fast_hit_answers_as_the_regular_hit_path() {
     assert_eq!(origin.hits(), 1);
 }
 
+/// A fresh hit read from the disk tier (after a restart, the hot tier is
+/// empty) answers as the regular hit path too: the fast path then builds the
+/// head from the stored header bytes instead of a decoded meta.
+#[tokio::test]
+async fn a_disk_tier_fast_hit_answers_as_the_regular_hit_path() {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let origin = Origin::start(move |_, n| {
+        Reply::ok(format!("body {n}"))
+            .header("date", &date)
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"e1\"")
+            .header("set-cookie2", "a=1")
+            .header("x-custom", "kept")
+            .header("x-cache", "from the origin")
+            .header("accept-ranges", "none")
+            .header("set-cookie2", "b=2")
+            .header("age", "5")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    assert_eq!(aside.get("/d").await.x_cache(), "MISS");
+    let hot = aside.get("/d").await;
+    let aside = aside.restart().await;
+    let cold = aside.get("/d").await;
+    let reads = aside.metric("aside_store_cold_reads_total", &["inline"]).await
+        + aside.metric("aside_store_cold_reads_total", &["pool"]).await;
+    assert_eq!(reads, 1, "read from the disk tier: {}", aside.metrics_text().await);
+    let regular = aside
+        .request("GET", "/d", &[("cache-control", "max-stale=1")])
+        .await;
+    let head = aside.request("HEAD", "/d", &[]).await;
+    assert_eq!(origin.hits(), 1);
+    for r in [&hot, &cold, &regular, &head] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.x_cache(), "HIT", "{r:?}");
+        assert!((5..=8).contains(&secs(r.header("age"))), "{r:?}");
+        assert_eq!(r.header("accept-ranges"), "bytes", "{r:?}");
+    }
+    assert_eq!(cold.text(), "body 1");
+    assert_eq!(fields(&cold), fields(&regular));
+    assert_eq!(fields(&cold), fields(&hot));
+    assert_eq!(fields(&head), fields(&regular));
+    assert!((ttl(cold.header("cache-status")) - ttl(regular.header("cache-status"))).abs() <= 1);
+}
+
 /// A purge, hard or soft, ends fast hits at once.
 #[tokio::test]
 async fn purges_end_fast_hits_at_once() {

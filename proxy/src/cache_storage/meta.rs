@@ -68,6 +68,106 @@ fn raw_zstd_frame(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The HTTP/1 bytes of a header blob written by [`serialize_meta`] (one raw
+/// block), as a slice of it; `None` for any other frame (pingora's own
+/// compressed ones, a header over one block).
+fn raw_frame_content(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(&0xFD2F_B528u32.to_le_bytes())?;
+    let (&descriptor, rest) = rest.split_first()?;
+    let (size, rest) = match descriptor {
+        0x20 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0x60 => {
+            let mid = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
+            (usize::from(mid) + 256, rest.get(2..)?)
+        }
+        0xA0 => {
+            let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+            (usize::try_from(n).ok()?, rest.get(4..)?)
+        }
+        _ => return None,
+    };
+    let block = rest.get(..3)?;
+    let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+    // Last_Block set, Block_Type 0 (raw), the whole content in this block.
+    let content = rest.get(3..)?;
+    (header & 0b111 == 1 && (header >> 3) as usize == size && content.len() == size)
+        .then_some(content)
+}
+
+/// A header blob pingora decodes at the least cost: what [`Light::of`] hands
+/// `CacheMeta::deserialize` to read only the internal blob's times.
+fn minimal_header() -> &'static [u8] {
+    static MINIMAL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    MINIMAL.get_or_init(|| raw_zstd_frame(b"HTTP/1.1 200 OK\r\n\r\n"))
+}
+
+/// Whether `CacheMeta::new` rebuilds `meta` exactly: never revalidated
+/// (updated == provenance == created), no Vary variance, no epoch override.
+fn is_plain(meta: &CacheMeta) -> bool {
+    let created = meta.created();
+    meta.updated() == created
+        && meta.provenance() == created
+        && meta.variance().is_none()
+        && meta.epoch_override().is_none()
+}
+
+/// A disk-tier entry read for one fresh hit without decoding its header into
+/// pingora's types: the internal blob's times (pingora decodes them beside a
+/// minimal header) and the head straight from the stored bytes
+/// ([`WireHit`](crate::hit_template::WireHit)). Not cached: a cold hit's
+/// decoded meta would mostly be evicted unused, and an entry hit again from
+/// the hot tier is decoded and cached the regular way.
+pub(crate) struct Light {
+    created: SystemTime,
+    fresh_until: SystemTime,
+    swr: u32,
+    pub(crate) wire: crate::hit_template::WireHit,
+}
+
+impl Light {
+    /// `None` when the entry is not that simple shape (see `WireHit::parse`,
+    /// [`is_plain`]) or its blobs are not in Aside's own form.
+    pub(super) fn of(entry: &CacheEntry) -> Option<Light> {
+        let wire = crate::hit_template::WireHit::parse(raw_frame_content(&entry.meta_header)?)?;
+        let meta = CacheMeta::deserialize(&entry.meta_internal, minimal_header()).ok()?;
+        is_plain(&meta).then(|| Light {
+            created: meta.created(),
+            fresh_until: meta.fresh_until(),
+            swr: meta.stale_while_revalidate_sec(),
+            wire,
+        })
+    }
+
+    /// As [`Decoded::stored`].
+    pub(crate) fn stored(&self, entry: &CacheEntry) -> crate::decision::Stored {
+        stored(
+            self.created,
+            self.fresh_until,
+            self.swr,
+            self.wire.status,
+            entry,
+        )
+    }
+}
+
+/// The stored response's times and status, with `fresh_until` as the store
+/// has it (a soft purge lowers it).
+fn stored(
+    created: SystemTime,
+    fresh_until: SystemTime,
+    swr: u32,
+    status: http::StatusCode,
+    entry: &CacheEntry,
+) -> crate::decision::Stored {
+    crate::decision::Stored {
+        created,
+        updated: created,
+        fresh_until: fresh_until.min(entry.fresh_until),
+        swr: Duration::from_secs(u64::from(swr)),
+        status: status.as_u16(),
+    }
+}
+
 /// What `CacheMeta::new` needs to rebuild a meta without decoding its blobs.
 pub(crate) struct Decoded {
     /// The blobs it came from: used only while the entry still holds these
@@ -94,16 +194,11 @@ impl Decoded {
     /// `Some` when `CacheMeta::new` rebuilds `meta` exactly: never revalidated
     /// (updated == provenance == created), no Vary variance, no epoch override.
     pub(super) fn of(meta: &CacheMeta, internal: &Bytes, header: &Bytes) -> Option<Decoded> {
-        let created = meta.created();
-        let plain = meta.updated() == created
-            && meta.provenance() == created
-            && meta.variance().is_none()
-            && meta.epoch_override().is_none();
-        plain.then(|| Decoded {
+        is_plain(meta).then(|| Decoded {
             internal: internal.clone(),
             header: header.clone(),
             fresh_until: meta.fresh_until(),
-            created,
+            created: meta.created(),
             swr: meta.stale_while_revalidate_sec(),
             sie: meta.stale_if_error_sec(),
             response: meta.response_header_copy(),
@@ -114,13 +209,13 @@ impl Decoded {
     /// The stored response's times and status, with `fresh_until` as the
     /// store has it (a soft purge lowers it).
     pub(crate) fn stored(&self, entry: &CacheEntry) -> crate::decision::Stored {
-        crate::decision::Stored {
-            created: self.created,
-            updated: self.created,
-            fresh_until: self.fresh_until.min(entry.fresh_until),
-            swr: Duration::from_secs(u64::from(self.swr)),
-            status: self.response.status.as_u16(),
-        }
+        stored(
+            self.created,
+            self.fresh_until,
+            self.swr,
+            self.response.status,
+            entry,
+        )
     }
 
     /// The stored response header.
@@ -228,5 +323,178 @@ mod tests {
         varied.set_variance([7; 16]);
         let (i, h) = varied.serialize().unwrap();
         assert!(Decoded::of(&varied, &Bytes::from(i), &Bytes::from(h)).is_none());
+    }
+
+    /// `(status line, sorted lowercase fields)` of a serialized head.
+    fn head_parts(head: &[u8]) -> (String, Vec<(String, String)>) {
+        let text = std::str::from_utf8(head).unwrap();
+        let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+        let status = lines.next().unwrap().to_owned();
+        let mut fields: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_ascii_lowercase(), v.to_owned())
+            })
+            .collect();
+        fields.sort();
+        (status, fields)
+    }
+
+    fn entry_of(meta: &CacheMeta) -> CacheEntry {
+        let (internal, header) = serialize_meta(meta).unwrap();
+        CacheEntry {
+            hash: [3; 16],
+            url: "http://l.local/".into(),
+            host: "l.local".into(),
+            tags: Vec::new(),
+            status: meta.response_header().status.as_u16(),
+            meta_internal: Bytes::from(internal),
+            meta_header: Bytes::from(header),
+            body: Bytes::new(),
+            stored_at: meta.created(),
+            fresh_until: meta.fresh_until(),
+            stale_until: meta.fresh_until(),
+            soft_purged: false,
+        }
+    }
+
+    /// Reads `entry` both ways: the light read and the template of the
+    /// decoded meta (its serialized head, from the second use).
+    fn both_ways(
+        entry: &CacheEntry,
+    ) -> (
+        Option<Light>,
+        Option<(crate::decision::Stored, Bytes, ResponseHeader)>,
+    ) {
+        let light = Light::of(entry);
+        let meta = CacheMeta::deserialize(&entry.meta_internal, &entry.meta_header).unwrap();
+        let decoded = Decoded::of(&meta, &entry.meta_internal, &entry.meta_header);
+        let regular = decoded.and_then(|d| {
+            let t = d
+                .hit_template(crate::hit_template::HitTemplate::new)
+                .unwrap();
+            let _ = t.head();
+            let head = t.head()?.clone();
+            Some((d.stored(entry), head, t.framing.clone()))
+        });
+        (light, regular)
+    }
+
+    #[test]
+    fn a_light_read_answers_as_the_hit_template() {
+        let shapes: Vec<(u16, Vec<(&str, String)>)> = vec![
+            (200, vec![]),
+            (
+                200,
+                vec![("Age", "17, 3".into()), ("Accept-Ranges", "none".into())],
+            ),
+            (
+                200,
+                vec![
+                    ("X-Cache", "MISS".into()),
+                    ("cache-status", "up; hit".into()),
+                ],
+            ),
+            (
+                200,
+                vec![
+                    ("Keep-Alive", "timeout=5".into()),
+                    ("Proxy-Connection", "x".into()),
+                ],
+            ),
+            (
+                200,
+                vec![
+                    ("Set-Cookie", "a=1".into()),
+                    ("X-Custom", "v".into()),
+                    ("set-cookie", "b=2".into()),
+                ],
+            ),
+            (203, vec![("Accept-Ranges", "none".into())]),
+            (404, vec![("Content-Type", "text/html".into())]),
+            (599, vec![]),
+            (200, vec![("X-Pad", "p".repeat(70_000))]),
+        ];
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (status, extra) in shapes {
+            let mut resp = ResponseHeader::build(status, None).unwrap();
+            resp.append_header("Date", "Tue, 14 Nov 2023 22:13:20 GMT")
+                .unwrap();
+            resp.append_header("Content-Length", "16").unwrap();
+            resp.append_header("Cache-Control", "max-age=60").unwrap();
+            for (n, v) in &extra {
+                resp.append_header(n.to_string(), v.as_str()).unwrap();
+            }
+            let meta = CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, resp.clone());
+            let entry = entry_of(&meta);
+            let (light, regular) = both_ways(&entry);
+            let light = light.unwrap_or_else(|| panic!("{status} {extra:?} read light"));
+            let (stored, head, framing) = regular.unwrap();
+            assert_eq!(
+                head_parts(&light.wire.head),
+                head_parts(&head),
+                "{status} {extra:?}"
+            );
+            let s = light.stored(&entry);
+            assert_eq!(
+                (s.created, s.updated, s.fresh_until, s.swr, s.status),
+                (
+                    stored.created,
+                    stored.updated,
+                    stored.fresh_until,
+                    stored.swr,
+                    stored.status
+                )
+            );
+            assert_eq!(light.wire.origin_age, crate::fields::origin_age(&resp));
+            assert_eq!(light.wire.framing.status, framing.status);
+            assert_eq!(
+                light.wire.framing.headers.get(http::header::CONTENT_LENGTH),
+                framing.headers.get(http::header::CONTENT_LENGTH)
+            );
+        }
+    }
+
+    #[test]
+    fn uncommon_shapes_are_not_read_light() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let build = |status: u16, fields: &[(&str, &str)]| {
+            let mut resp = ResponseHeader::build(status, None).unwrap();
+            for (n, v) in fields {
+                resp.append_header(n.to_string(), *v).unwrap();
+            }
+            CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, resp)
+        };
+        let date = ("Date", "Tue, 14 Nov 2023 22:13:20 GMT");
+        let len = ("Content-Length", "16");
+        for (status, fields) in [
+            (200, vec![len]),                                 // no Date
+            (200, vec![date]),                                // no length
+            (200, vec![date, len, ("Content-Length", "16")]), // two lengths
+            (200, vec![date, ("Content-Length", "x")]),       // bad length
+            (200, vec![date, len, ("Vary", "accept")]),
+            (200, vec![date, len, ("Connection", "x-hop")]),
+            (200, vec![date, ("Transfer-Encoding", "chunked")]),
+            (204, vec![date, len]),
+            (304, vec![date, len]),
+        ] {
+            let entry = entry_of(&build(status, &fields));
+            assert!(Light::of(&entry).is_none(), "{status} {fields:?}");
+        }
+        // A revalidated or varied meta, and pingora's own compressed blob.
+        let mut revalidated = build(200, &[date, len]);
+        revalidated.update_freshness(now + Duration::from_secs(90), 0, 0);
+        assert!(Light::of(&entry_of(&revalidated)).is_none());
+        let mut varied = build(200, &[date, len]);
+        varied.set_variance([7; 16]);
+        assert!(Light::of(&entry_of(&varied)).is_none());
+        // (A compressible header: for a short one zstd may emit a raw block,
+        // which reads light and rightly so.)
+        let pad = "a".repeat(500);
+        let plain = build(200, &[date, len, ("X-Pad", pad.as_str())]);
+        let mut compressed = entry_of(&plain);
+        compressed.meta_header = Bytes::from(plain.serialize().unwrap().1);
+        assert!(Light::of(&compressed).is_none());
+        assert!(Light::of(&entry_of(&plain)).is_some());
     }
 }

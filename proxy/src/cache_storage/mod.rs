@@ -29,11 +29,19 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, OkOrErr, Result};
 
-use aside_store::{CacheEntry, CacheHit, Store};
+use aside_store::{CacheEntry, CacheHit, Store, Tier};
 
 use handlers::{AsideHit, AsideMiss};
 pub use meta::decoded_share;
-pub(crate) use meta::{serialize_meta, Decoded};
+pub(crate) use meta::{serialize_meta, Decoded, Light};
+
+/// How the fast path reads a plain entry's meta (see `plain_entry`).
+pub(crate) enum Plain {
+    /// Decoded and cached, with its hit template.
+    Decoded(Arc<Decoded>),
+    /// Read for this one hit from the stored bytes.
+    Light(Box<Light>),
+}
 
 /// What the proxy knows about a request's cache entry beyond its hash.
 ///
@@ -135,14 +143,25 @@ impl AsideStorage {
     /// lookup. `None` for anything else, including store faults, which the
     /// regular lookup then meets and reports.
     /// A large disk-tier body comes as a stream (`entry.body` is then empty).
-    pub(crate) async fn plain_entry(&self, hash: &[u8; 16]) -> Option<(CacheHit, Arc<Decoded>)> {
+    /// A disk-tier hit whose decoded meta is not cached is read light
+    /// ([`Light`]) when `light` allows it and the entry has the common shape.
+    pub(crate) async fn plain_entry(
+        &self,
+        hash: &[u8; 16],
+        light: bool,
+    ) -> Option<(CacheHit, Plain)> {
         let hit = self.store.cache_hit(hash).await.ok()??;
         if let Some(d) = self.cached_decoded(&hit.entry) {
-            return Some((hit, d));
+            return Some((hit, Plain::Decoded(d)));
+        }
+        if light && hit.tier == Tier::Cold {
+            if let Some(light) = Light::of(&hit.entry) {
+                return Some((hit, Plain::Light(Box::new(light))));
+            }
         }
         self.meta_of(&hit.entry).ok()?;
         let d = self.cached_decoded(&hit.entry)?;
-        Some((hit, d))
+        Some((hit, Plain::Decoded(d)))
     }
 
     /// The store behind this storage.

@@ -24,7 +24,8 @@ use std::fmt::Write as _;
 use bytes::BytesMut;
 
 use super::*;
-use crate::hit_template::HitTemplate;
+use crate::cache_storage::Plain;
+use crate::hit_template::{HitTemplate, HIT_FIELDS_ROOM};
 
 /// Request fields that can change how a stored response answers (RFC 9110
 /// §13, §14; RFC 9111 §5.2.1, §5.4), a request body and an upgrade: any of
@@ -82,7 +83,9 @@ pub(super) async fn serve(
     };
     let storage = proxy.shared.storage;
     let mut waited = false;
-    let found = match storage.plain_entry(&hash).await {
+    // The light read writes a serialized HTTP/1 head.
+    let light = matches!(req.version, http::Version::HTTP_10 | http::Version::HTTP_11);
+    let found = match storage.plain_entry(&hash, light).await {
         Some(found) => Some(found),
         // A miss storm: wait for this node's fill in progress, then look again,
         // instead of queueing at pingora's cache lock and each going through
@@ -91,21 +94,28 @@ pub(super) async fn serve(
             Some(mut filled) => {
                 let _ = tokio::time::timeout(LOCK_WAIT_TIMEOUT, filled.changed()).await;
                 waited = true;
-                storage.plain_entry(&hash).await
+                storage.plain_entry(&hash, light).await
             }
             None => None,
         },
     };
-    let Some((hit, decoded)) = found else {
+    let Some((hit, plain)) = found else {
         return Ok(false);
     };
     let entry = hit.entry;
-    let stored = decoded.stored(&entry);
-    let response = decoded.response();
+    let (stored, origin_age) = match &plain {
+        Plain::Decoded(d) => {
+            if d.response().headers.contains_key(header::VARY) {
+                return Ok(false);
+            }
+            (d.stored(&entry), origin_age(d.response()))
+        }
+        // `WireHit::parse` took no entry with `Vary`.
+        Plain::Light(l) => (l.stored(&entry), l.wire.origin_age),
+    };
     let now = SystemTime::now();
     // pingora's `CacheMeta::is_fresh`: fresh through `fresh_until` itself.
     if stored.fresh_until < now
-        || response.headers.contains_key(header::VARY)
         || fresh_verdict(route, &RequestDirectives::default(), &stored, now) != FreshVerdict::Serve
     {
         return Ok(false);
@@ -113,8 +123,7 @@ pub(super) async fn serve(
     let head = req.method == Method::HEAD;
     crate::stats::HITTERS.record(ctx.scheme, &ctx.host, path_and_query, true);
 
-    let template = decoded.hit_template(HitTemplate::new)?;
-    let age = now.duration_since(stored.updated).unwrap_or_default() + origin_age(response);
+    let age = now.duration_since(stored.updated).unwrap_or_default() + origin_age;
     let cache_status =
         CacheStatus::Hit.header_value(Some(stored.fresh_until), now, None, false, None);
     crate::metrics::record_request(CacheStatus::Hit.as_str());
@@ -123,10 +132,27 @@ pub(super) async fn serve(
     }
     ctx.fast_hit = true;
 
-    let written = match template.head() {
-        Some(head) => {
-            let mut wire = BytesMut::with_capacity(head.len() + 96);
-            wire.extend_from_slice(head);
+    // The serialized head and what the session keeps of it; the decoded
+    // meta whose template pingora's writer takes otherwise.
+    let mut template_of = None;
+    let serialized = match plain {
+        Plain::Light(light) => {
+            let crate::hit_template::WireHit { head, framing, .. } = light.wire;
+            Some((head, Box::new(framing)))
+        }
+        Plain::Decoded(decoded) => {
+            let template = decoded.hit_template(HitTemplate::new)?;
+            let serialized = template.head().map(|head| {
+                let mut wire = BytesMut::with_capacity(head.len() + HIT_FIELDS_ROOM);
+                wire.extend_from_slice(head);
+                (wire, Box::new(template.framing.clone()))
+            });
+            template_of = Some(decoded);
+            serialized
+        }
+    };
+    let written = match serialized {
+        Some((mut wire, framing)) => {
             // `write!` into a `BytesMut` cannot fail (it grows).
             let _ = write!(
                 wire,
@@ -135,14 +161,22 @@ pub(super) async fn serve(
             );
             session
                 .as_mut()
-                .write_response_head_serialized(Box::new(template.framing.clone()), wire)
+                .write_response_head_serialized(framing, wire)
                 .await
                 .map_err(|e| e.into_down())?
         }
         None => false,
     };
     if !written {
-        // HTTP/2, or a stored response without `Date`: through pingora's writer.
+        // HTTP/2, or a stored response without `Date`: through pingora's
+        // writer. A light read is made only for HTTP/1 (`plain_entry`).
+        let Some(decoded) = template_of else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "a light hit reached pingora's writer",
+            );
+        };
+        let template = decoded.hit_template(HitTemplate::new)?;
         let mut header = Box::new(template.header.clone());
         // Both fields are in the template: these replace values in place.
         header.insert_header(header::AGE, http::HeaderValue::from(age.as_secs()))?;
