@@ -72,7 +72,18 @@ pub(crate) fn apply(
             ));
             answers.push(done(reply, Ok(true)));
         }
-        Op::CacheDelete { hash, reply } => {
+        Op::CacheDelete {
+            hash,
+            only_at,
+            reply,
+        } => {
+            if let Some(loc) = only_at {
+                let current = t.cache_get(&hash)?.and_then(|(_, at)| at);
+                if current != Some(loc) {
+                    answers.push(done(reply, Ok(false)));
+                    return Ok(());
+                }
+            }
             let live = t.catalog().is_live(&hash, now_n)?;
             t.cache_delete(&hash, m)?;
             hot.push(HotUpdate::Remove(HotKey::Cache(hash)));

@@ -309,8 +309,28 @@ impl Store {
     /// # Errors
     /// `Io` when the commit fails.
     pub async fn cache_delete(&self, hash: &[u8; 16]) -> Result<bool> {
-        self.request(|reply| Op::CacheDelete { hash: *hash, reply })
-            .await
+        self.request(|reply| Op::CacheDelete {
+            hash: *hash,
+            only_at: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes an entry whose body at `loc` was found damaged, unless the
+    /// entry has been refilled (its body is elsewhere) since. `true` when
+    /// deleted.
+    pub(crate) async fn cache_delete_damaged(
+        &self,
+        hash: &[u8; 16],
+        loc: crate::bodies::BodyLoc,
+    ) -> Result<bool> {
+        self.request(|reply| Op::CacheDelete {
+            hash: *hash,
+            only_at: Some(loc),
+            reply,
+        })
+        .await
     }
 
     /// Soft purge of one entry: `fresh_until = min(fresh_until, now)`,

@@ -70,6 +70,9 @@ pub(crate) enum Op {
     },
     CacheDelete {
         hash: Hash,
+        /// Delete only while the entry's body is still there (a body found
+        /// damaged must not take a refilled entry with it).
+        only_at: Option<crate::bodies::BodyLoc>,
         reply: Reply<bool>,
     },
     CacheExpire {

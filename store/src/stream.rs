@@ -261,7 +261,7 @@ impl ColdBody {
             offset = self.loc.off,
             "cache body {what}; the response is cut short and the entry deleted"
         );
-        if let Err(e) = self.store.cache_delete(&self.hash).await {
+        if let Err(e) = self.store.cache_delete_damaged(&self.hash, self.loc).await {
             tracing::warn!(error = %e, "cannot delete a corrupt cache entry");
         }
         Error::Corrupt {
@@ -429,6 +429,27 @@ mod tests {
             }
         }
         assert_eq!(damaged, 1, "one of the two bodies holds the flipped byte");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_damaged_body_does_not_take_a_refilled_entry_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(cold_store(dir.path(), vec![(1, large())]).await);
+        damage_segment(dir.path());
+        let store = Store::open(StoreConfig::new(dir.path().join("s.redb")))
+            .await
+            .unwrap();
+        let mut old = streamed(&store, 1).await;
+        // Refilled while the old body is being sent.
+        let fresh: Vec<u8> = large().into_iter().rev().collect();
+        store.cache_fill(entry(1, fresh.clone())).await.unwrap();
+        store.flush().await.unwrap();
+        assert!(matches!(
+            read_all(&mut old).await,
+            Err(Error::Corrupt { .. })
+        ));
+        let (kept, _) = store.cache_lookup(&[1; 16]).await.unwrap().expect("kept");
+        assert_eq!(kept.body, Bytes::from(fresh));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

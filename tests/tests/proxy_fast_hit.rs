@@ -96,9 +96,18 @@ async fn a_disk_tier_fast_hit_answers_as_the_regular_hit_path() {
     let hot = aside.get("/d").await;
     let aside = aside.restart().await;
     let cold = aside.get("/d").await;
-    let reads = aside.metric("aside_store_cold_reads_total", &["inline"]).await
-        + aside.metric("aside_store_cold_reads_total", &["pool"]).await;
-    assert_eq!(reads, 1, "read from the disk tier: {}", aside.metrics_text().await);
+    let reads = aside
+        .metric("aside_store_cold_reads_total", &["inline"])
+        .await
+        + aside
+            .metric("aside_store_cold_reads_total", &["pool"])
+            .await;
+    assert_eq!(
+        reads,
+        1,
+        "read from the disk tier: {}",
+        aside.metrics_text().await
+    );
     let regular = aside
         .request("GET", "/d", &[("cache-control", "max-stale=1")])
         .await;
