@@ -37,14 +37,17 @@ pub(crate) fn apply(
             condition,
             reply,
         } => {
-            let current = t
-                .kv_get(&key)?
-                .filter(|r| r.is_live(now_n))
-                .map(|r| r.version());
+            // Only a condition needs the current version (a read of the tree
+            // the write then walks again).
+            let current = || -> Result<Option<Version>> {
+                Ok(t.kv_get(&key)?
+                    .filter(|r| r.is_live(now_n))
+                    .map(|r| r.version()))
+            };
             let ok = match &condition {
                 SetCondition::Always => true,
-                SetCondition::IfVersion(v) => current.as_ref() == Some(v),
-                SetCondition::IfAbsent => current.is_none(),
+                SetCondition::IfVersion(v) => current()?.as_ref() == Some(v),
+                SetCondition::IfAbsent => current()?.is_none(),
             };
             if !ok {
                 answers.push(done(reply, Err(Error::PreconditionFailed { key })));

@@ -194,17 +194,39 @@ impl<'t> WriteTables<'t> {
         json: &[u8],
         m: &mut Meta,
     ) -> Result<()> {
-        self.kv_delete(key, m)?;
         let rec = encode_kv(version, expires_at, json);
         let stored = stored_key(key);
-        self.kv
+        // One write to the item's B-tree: the insert hands back the record it
+        // replaces (a remove before it was a second leaf rewrite per set).
+        let old = match self
+            .kv
             .insert(stored.as_slice(), rec.as_slice())
-            .ctx("writing a kv item")?;
-        if expires_at != 0 {
-            let secs = expires_at.div_ceil(1_000_000_000);
-            self.expiry
-                .insert((secs, cold::KIND_KV, stored.as_slice()), ())
-                .ctx("writing the expiry index")?;
+            .ctx("writing a kv item")?
+        {
+            Some(g) => {
+                let bytes = g.value();
+                Some((cold::decode_kv(bytes)?.expires_at, bytes.len()))
+            }
+            None => None,
+        };
+        let second = |at: u64| (at != 0).then(|| at.div_ceil(1_000_000_000));
+        let (was, will) = (old.and_then(|(at, _)| second(at)), second(expires_at));
+        // An expiry row in the same second stays as it is.
+        if was != will {
+            if let Some(secs) = was {
+                self.expiry
+                    .remove((secs, cold::KIND_KV, stored.as_slice()))
+                    .ctx("writing the expiry index")?;
+            }
+            if let Some(secs) = will {
+                self.expiry
+                    .insert((secs, cold::KIND_KV, stored.as_slice()), ())
+                    .ctx("writing the expiry index")?;
+            }
+        }
+        if let Some((_, len)) = old {
+            m.kv_entries = m.kv_entries.saturating_sub(1);
+            m.kv_bytes = m.kv_bytes.saturating_sub((key.len() + len) as u64);
         }
         m.kv_entries += 1;
         m.kv_bytes += (key.len() + rec.len()) as u64;

@@ -93,6 +93,56 @@ async fn ttl_expiry_uses_the_clock() {
     assert_eq!(s.stats().cold_entries, 1);
 }
 
+/// An overwrite replaces the record, its expiry row and its share of the
+/// counters: nothing of the old one is left to count or to collect.
+#[tokio::test]
+async fn overwrites_keep_the_expiry_index_and_counters_exact() {
+    let f = fixture().await;
+    let s = &f.store;
+    let ttl = |secs| Some(Duration::from_secs(secs));
+    s.set("r", json!("v"), ttl(10), SetCondition::Always)
+        .await
+        .unwrap();
+    let one = s.stats();
+    assert_eq!(one.cold_entries, 1);
+    // The same value again, without a TTL: same bytes, the old expiry row gone.
+    s.set("r", json!("v"), None, SetCondition::Always)
+        .await
+        .unwrap();
+    assert_eq!(s.stats().cold_entries, 1);
+    assert_eq!(
+        s.stats().cold_bytes,
+        one.cold_bytes,
+        "a record without TTL is as long"
+    );
+    f.clock.advance(Duration::from_secs(15));
+    assert_eq!(s.collect_garbage().await.unwrap(), 0);
+    assert!(s.get("r").await.unwrap().is_some());
+    // A TTL again, then the same deadline's second again: one row, collected once.
+    s.set("r", json!("w"), ttl(10), SetCondition::Always)
+        .await
+        .unwrap();
+    s.set("r", json!("w2"), ttl(10), SetCondition::Always)
+        .await
+        .unwrap();
+    // A later deadline moves the row.
+    s.set("q", json!(1), ttl(5), SetCondition::Always)
+        .await
+        .unwrap();
+    s.set("q", json!(1), ttl(30), SetCondition::Always)
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(11));
+    assert_eq!(s.collect_garbage().await.unwrap(), 1);
+    assert!(s.get("r").await.unwrap().is_none());
+    assert_eq!(s.get("q").await.unwrap().unwrap().value, json!(1));
+    assert_eq!(s.stats().cold_entries, 1);
+    f.clock.advance(Duration::from_secs(20));
+    assert_eq!(s.collect_garbage().await.unwrap(), 1);
+    let empty = s.stats();
+    assert_eq!((empty.cold_entries, empty.cold_bytes), (0, 0));
+}
+
 #[tokio::test]
 async fn list_prefix_pages_and_reverse() {
     let f = fixture().await;
