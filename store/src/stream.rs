@@ -382,6 +382,16 @@ mod tests {
         assert!(body.seek(10, Some(10)).is_err());
     }
 
+    /// A store holding `bodies` in its disk tier, one byte of its segment file
+    /// flipped (see `damage_segment`).
+    async fn damaged_store(dir: &std::path::Path, bodies: Vec<(u8, Vec<u8>)>) -> Store {
+        drop(cold_store(dir, bodies).await);
+        damage_segment(dir);
+        Store::open(StoreConfig::new(dir.join("s.redb")))
+            .await
+            .unwrap()
+    }
+
     /// Flips one byte a third of the way into the only segment file (inside a body).
     fn damage_segment(dir: &std::path::Path) {
         let segs = crate::bodies::dir_for(&dir.join("s.redb"));
@@ -400,12 +410,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_damaged_body_fails_before_its_end_and_the_entry_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = cold_store(dir.path(), vec![(1, large()), (2, large())]).await;
-        drop(store);
-        damage_segment(dir.path());
-        let store = Store::open(StoreConfig::new(dir.path().join("s.redb")))
-            .await
-            .unwrap();
+        let store = damaged_store(dir.path(), vec![(1, large()), (2, large())]).await;
         let mut damaged = 0;
         for i in [1u8, 2] {
             let mut body = streamed(&store, i).await;
@@ -434,11 +439,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_damaged_body_does_not_take_a_refilled_entry_with_it() {
         let dir = tempfile::tempdir().unwrap();
-        drop(cold_store(dir.path(), vec![(1, large())]).await);
-        damage_segment(dir.path());
-        let store = Store::open(StoreConfig::new(dir.path().join("s.redb")))
-            .await
-            .unwrap();
+        let store = damaged_store(dir.path(), vec![(1, large())]).await;
         let mut old = streamed(&store, 1).await;
         // Refilled while the old body is being sent.
         let fresh: Vec<u8> = large().into_iter().rev().collect();
@@ -455,11 +456,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_range_of_a_damaged_body_fails_before_its_first_byte() {
         let dir = tempfile::tempdir().unwrap();
-        drop(cold_store(dir.path(), vec![(1, large())]).await);
-        damage_segment(dir.path());
-        let store = Store::open(StoreConfig::new(dir.path().join("s.redb")))
-            .await
-            .unwrap();
+        let store = damaged_store(dir.path(), vec![(1, large())]).await;
         let mut body = streamed(&store, 1).await;
         // A range far from the damage is refused all the same, and so is every
         // read after it (a caller that dropped the failing read sees no end).
