@@ -27,6 +27,12 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// A KV record of `bytes` (key and record) left the table.
+    fn kv_gone(&mut self, bytes: usize) {
+        self.kv_entries = self.kv_entries.saturating_sub(1);
+        self.kv_bytes = self.kv_bytes.saturating_sub(bytes as u64);
+    }
+
     pub(crate) fn load(table: &impl ReadableTable<&'static str, u64>) -> Result<Meta> {
         let get = |k: &str| -> Result<u64> {
             Ok(table
@@ -225,8 +231,7 @@ impl<'t> WriteTables<'t> {
             }
         }
         if let Some((_, len)) = old {
-            m.kv_entries = m.kv_entries.saturating_sub(1);
-            m.kv_bytes = m.kv_bytes.saturating_sub((key.len() + len) as u64);
+            m.kv_gone(key.len() + len);
         }
         m.kv_entries += 1;
         m.kv_bytes += (key.len() + rec.len()) as u64;
@@ -257,8 +262,7 @@ impl<'t> WriteTables<'t> {
                 .remove((secs, cold::KIND_KV, stored.as_slice()))
                 .ctx("writing the expiry index")?;
         }
-        m.kv_entries = m.kv_entries.saturating_sub(1);
-        m.kv_bytes = m.kv_bytes.saturating_sub((key.len() + len) as u64);
+        m.kv_gone(key.len() + len);
         Ok(Some(old))
     }
 

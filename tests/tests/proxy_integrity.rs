@@ -251,6 +251,30 @@ async fn an_origin_status_outside_100_to_599_is_a_bad_gateway() {
     assert_eq!(body["error"]["code"], "upstream_error");
 }
 
+/// Waits until the one body filled so far (`len` bytes, after its 32-byte
+/// header) is in the disk tier's segment files.
+async fn wait_for_disk_tier(aside: &Aside, len: u64) {
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            aside.metric("aside_store_body_file_bytes", &[]).await == len + 32
+        })
+        .await,
+        "the fill never reached the disk tier"
+    );
+}
+
+/// Nothing went upstream (counters restart with the process): no origin
+/// request, error or aborted response is counted.
+async fn assert_nothing_counted_upstream(aside: &Aside) {
+    for name in [
+        "aside_upstream_requests_total",
+        "aside_upstream_errors_total",
+        "aside_responses_aborted_total",
+    ] {
+        assert_eq!(aside.metric(name, &[]).await, 0, "{name}");
+    }
+}
+
 /// A large body in the disk tier that no longer matches its checksum (a disk
 /// fault) is streamed until the fault shows, then the response is cut short:
 /// never a complete 200 with wrong bytes. The entry is deleted, and the next
@@ -272,13 +296,7 @@ async fn a_disk_tier_body_failing_its_checksum_is_cut_short_and_refetched() {
     let (head, got) = get(aside.addr).await;
     assert!(head.contains("x-cache: miss"), "{head}");
     assert_eq!(got, body);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            aside.metric("aside_store_body_file_bytes", &[]).await == 600 * 1024 + 32
-        })
-        .await,
-        "the fill never reached the disk tier"
-    );
+    wait_for_disk_tier(&aside, 600 * 1024).await;
     let mut aside = aside;
     aside.stop();
     // One byte flipped a third of the way into the only segment (in the body).
@@ -311,13 +329,7 @@ async fn a_disk_tier_body_failing_its_checksum_is_cut_short_and_refetched() {
     );
     // Nothing went upstream (counters restart with the process): no origin
     // request, error or aborted response is counted for it.
-    for name in [
-        "aside_upstream_requests_total",
-        "aside_upstream_errors_total",
-        "aside_responses_aborted_total",
-    ] {
-        assert_eq!(aside.metric(name, &[]).await, 0, "{name}");
-    }
+    assert_nothing_counted_upstream(&aside).await;
 
     let (head, got) = get(aside.addr).await;
     assert!(head.contains("x-cache: miss"), "{head}");
@@ -343,13 +355,7 @@ async fn a_client_leaving_a_streamed_hit_is_no_origin_failure() {
     let (head, got) = split_head(&raw_exchange(aside.addr, req).await);
     assert!(head.contains("x-cache: miss"), "{head}");
     assert_eq!(got.len() as u64, len);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            aside.metric("aside_store_body_file_bytes", &[]).await == len + 32
-        })
-        .await,
-        "the fill never reached the disk tier"
-    );
+    wait_for_disk_tier(&aside, len).await;
     let aside = aside.restart().await;
 
     let mut conn = tokio::net::TcpStream::connect(aside.addr).await.unwrap();
@@ -371,12 +377,6 @@ async fn a_client_leaving_a_streamed_hit_is_no_origin_failure() {
         "{}",
         aside.log()
     );
-    for name in [
-        "aside_upstream_requests_total",
-        "aside_upstream_errors_total",
-        "aside_responses_aborted_total",
-    ] {
-        assert_eq!(aside.metric(name, &[]).await, 0, "{name}");
-    }
+    assert_nothing_counted_upstream(&aside).await;
     assert!(!aside.log().contains("ERROR"), "{}", aside.log());
 }
