@@ -470,7 +470,7 @@ pub fn render(stats: &StoreStats) -> String {
     family(
         "aside_store_inline_read_pauses_total",
         "counter",
-        "Times inline disk-tier reads were paused for 1 s because one had to wait for the disk",
+        "Times inline disk-tier reads were paused for 1 s because too many recent ones found their bytes outside the page cache",
         &[("", stats.inline_read_pauses)],
     );
     family(

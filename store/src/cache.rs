@@ -236,7 +236,7 @@ impl Store {
                     read => read,
                 }
             })?;
-            // Not cached: the pool reads it (and inline reads pause).
+            // Not cached: the pool reads it (and the gate counts a miss).
             Ok((!body_on_disk).then_some(found))
         });
         if let Some(found) = inline {

@@ -14,7 +14,7 @@ use crate::bodies::Bodies;
 use crate::cold::{self, Ctx, Hash};
 use crate::counters::Counters;
 use crate::hot::HotTier;
-use crate::nowait::{self, InlineGate, ProbeBackend};
+use crate::nowait::{self, Inline, InlineGate, ProbeBackend};
 use crate::op::Op;
 use crate::pending::{Inflight, PendingFills, Touches};
 use crate::presence::ColdPresence;
@@ -111,7 +111,7 @@ pub struct StoreStats {
     pub body_file_bytes: u64,
     /// Cold lookups read on the caller's thread (their bytes were in the page
     /// cache) and through the reader pool, and how often inline reads were
-    /// paused because one had to wait for the disk.
+    /// paused because too many recent ones found their bytes outside the page cache.
     pub cold_reads_inline: u64,
     pub cold_reads_pooled: u64,
     pub inline_read_pauses: u64,
@@ -288,9 +288,10 @@ impl Store {
     /// Runs a cold-tier read on this thread, for when the page cache holds what it
     /// reads (see `nowait`). `None` when inline reads are paused or unsupported,
     /// or when `f` answers `Ok(None)`: what it needs is not cached, the caller
-    /// goes to the pool. Either way something was not in the page cache (a redb
-    /// page, read anyway, once, here; or a body `f` left for the pool): the
-    /// working set is larger than memory, so inline reads pause for a while.
+    /// goes to the pool. What was not in the page cache (a redb page, read
+    /// anyway, here; or a body `f` left for the pool) counts against inline
+    /// reads: when it happens too often the working set is larger than memory,
+    /// and inline reads pause for a while (`nowait::InlineGate`).
     pub(crate) fn read_inline<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<Option<T>>,
@@ -317,9 +318,13 @@ impl Store {
             return Some(Err(Error::io("running a cold-tier read", e)));
         };
         let r = r.transpose();
-        if waited || r.is_none() {
-            gate.pause();
-        }
+        gate.note(if waited {
+            Inline::Waited
+        } else if r.is_none() {
+            Inline::Missed
+        } else {
+            Inline::Cached
+        });
         let path = if r.is_some() {
             &gate.inline
         } else {

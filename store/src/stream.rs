@@ -33,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::bodies::{self, BodyLoc};
 use crate::cold::Hash;
-use crate::nowait;
+use crate::nowait::{self, Inline};
 use crate::{Error, Result, Store};
 
 /// Disk-tier bodies longer than this are streamed and not promoted.
@@ -231,9 +231,12 @@ impl ColdBody {
             };
             // Not counted in `StoreStats::cold_reads_*`: those count lookups.
             match nowait::read_nowait(&self.file, off, &mut buf) {
-                Ok(true) => return Ok(buf.freeze()),
-                // Not cached: the working set is larger than memory.
-                Ok(false) => gate.pause(),
+                Ok(true) => {
+                    gate.note(Inline::Cached);
+                    return Ok(buf.freeze());
+                }
+                // Not cached: the pool reads it.
+                Ok(false) => gate.note(Inline::Missed),
                 Err(e) => return Err(Error::io("reading a cache body", e)),
             }
         }
