@@ -159,6 +159,18 @@ impl Recorder {
         *previous = Some(current);
     }
 
+    /// Sets the baseline the first point counts from, unless there is one: no
+    /// request (the proxy's counters start at zero with the process, and the
+    /// proxy may serve before this task first runs, which a baseline read from
+    /// them would hide), and the store's eviction counts as they are now.
+    pub fn start(&self, store: &aside_store::StoreStats) {
+        self.previous.lock().get_or_insert_with(|| Previous {
+            totals: Totals::default(),
+            hot_evictions: store.hot_evictions,
+            disk_evictions: store.evictions,
+        });
+    }
+
     /// The points recorded so far, oldest first.
     pub fn series(&self) -> Series {
         Series {
@@ -170,7 +182,9 @@ impl Recorder {
 
 /// Samples the counters every [`INTERVAL`] until the process ends.
 pub async fn run_sampler(store: aside_store::Store) {
-    let mut tick = tokio::time::interval(INTERVAL);
+    RECORDER.start(&store.stats());
+    let first = tokio::time::Instant::now() + INTERVAL;
+    let mut tick = tokio::time::interval_at(first, INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -564,5 +578,48 @@ mod tests {
         let last = series.points.last().unwrap();
         assert_eq!(last.upstreams["api"].requests, 1);
         assert_eq!(last.upstreams["api"].p50_ms, Some(50.0));
+    }
+
+    /// Requests served before the sampler first runs count in the first point.
+    #[test]
+    fn the_first_point_counts_from_process_start() {
+        let recorder = Recorder {
+            points: Mutex::new(VecDeque::new()),
+            previous: Mutex::new(None),
+        };
+        let store = aside_store::StoreStats {
+            hot_evictions: 7,
+            evictions: 40,
+            ..Default::default()
+        };
+        recorder.start(&store);
+        let totals = Totals {
+            requests: vec![("miss".into(), 2), ("hit".into(), 10)],
+            upstreams: Vec::new(),
+        };
+        let later = aside_store::StoreStats {
+            hot_evictions: 9,
+            evictions: 40,
+            ..Default::default()
+        };
+        recorder.sample(totals, &later, UNIX_EPOCH + Duration::from_secs(10));
+        let series = recorder.series();
+        assert_eq!(series.points.len(), 1);
+        let p = &series.points[0];
+        assert_eq!((p.requests.hit, p.requests.miss), (10, 2));
+        assert_eq!((p.tiers.hot.evictions, p.tiers.disk.evictions), (2, 0));
+        // A second start keeps the baseline.
+        recorder.start(&aside_store::StoreStats::default());
+        assert!(
+            recorder
+                .previous
+                .lock()
+                .as_ref()
+                .unwrap()
+                .totals
+                .requests
+                .len()
+                == 2
+        );
     }
 }
