@@ -72,6 +72,97 @@ async fn a_fast_hit_answers_as_the_regular_hit_path() {
     assert_eq!(origin.hits(), 1);
 }
 
+/// One read from `conn`, within 10 s.
+async fn read_some(conn: &mut tokio::net::TcpStream, chunk: &mut [u8]) -> usize {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(chunk))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap()
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` from `conn`, after any
+/// bytes left in `buf` by the previous one: (head, body).
+async fn read_response(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let mut chunk = [0u8; 16384];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = read_some(conn, &mut chunk).await;
+        assert!(
+            n > 0,
+            "closed inside a head: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no Content-Length in {head}"))
+        .parse()
+        .unwrap();
+    while buf.len() < end + len {
+        let n = read_some(conn, &mut chunk).await;
+        assert!(n > 0, "closed inside a body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[end..end + len].to_vec();
+    buf.drain(..end + len);
+    (head, body)
+}
+
+/// Bodies from a few bytes to past the connection's write buffer (80 KiB),
+/// around the size from which head and body leave in one vectored write
+/// (vendored pingora-core's `DIRECT_WRITE_MIN`, 8 KiB): each fast hit answers
+/// as the regular path, and the connection carries the next request.
+#[tokio::test]
+async fn large_fast_hits_answer_whole_and_keep_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let sizes = [10, 8 * 1024 - 200, 8 * 1024, 20_000, 64 * 1024, 200_000];
+    let body = |size: usize| -> Vec<u8> { (0..size).map(|i| (i % 251) as u8).collect() };
+    let origin = Origin::start(move |seen, _| {
+        let size: usize = seen.uri.trim_start_matches("/b/").parse().unwrap();
+        Reply::ok(body(size)).header("cache-control", "max-age=600")
+    })
+    .await;
+    let aside = Aside::builder().upstream(&origin.url()).start().await;
+    for size in sizes {
+        let path = format!("/b/{size}");
+        assert_eq!(aside.get(&path).await.x_cache(), "MISS");
+        let regular = aside
+            .request("GET", &path, &[("cache-control", "max-stale=1")])
+            .await;
+        assert_eq!(regular.body, body(size), "{size}");
+        assert_eq!(regular.x_cache(), "HIT");
+    }
+    // Every size twice, one request after the other on one connection.
+    let mut conn = tokio::net::TcpStream::connect(aside.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for size in sizes {
+        let req = format!("GET /b/{size} HTTP/1.1\r\nHost: {}\r\n\r\n", aside.addr);
+        for _ in 0..2 {
+            conn.write_all(req.as_bytes()).await.unwrap();
+            let (head, got) = read_response(&mut conn, &mut buf).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(head.to_ascii_lowercase().contains("x-cache: hit"), "{head}");
+            assert_eq!(got.len(), size, "{head}");
+            assert!(got == body(size), "body of {size} bytes differs");
+        }
+    }
+    assert_eq!(origin.hits(), sizes.len());
+    let served = aside
+        .metric("aside_requests_total", &["cache_status=\"hit\""])
+        .await;
+    assert_eq!(served, 3 * sizes.len() as u64);
+}
+
 /// A fresh hit read from the disk tier (after a restart, the hot tier is
 /// empty) answers as the regular hit path too: the fast path then builds the
 /// head from the stored header bytes instead of a decoded meta.

@@ -159,11 +159,32 @@ pub(super) async fn serve(
                 "Age: {}\r\ncache-status: {cache_status}\r\n",
                 age.as_secs()
             );
-            session
-                .as_mut()
-                .write_response_head_serialized(framing, wire)
-                .await
-                .map_err(|e| e.into_down())?
+            // A body in memory whose length is the stored `Content-Length`
+            // leaves with the head in one write (vendored pingora-core's
+            // `write_response_serialized`: no copy of a large body into the
+            // connection's write buffer).
+            let whole = (!head
+                && hit.stream.is_none()
+                && framing_length(&framing) == Some(entry.body.len()))
+            .then_some(&entry.body);
+            if let Some(body) = whole {
+                if session
+                    .as_mut()
+                    .write_response_serialized(framing, wire, body)
+                    .await
+                    .map_err(|e| e.into_down())?
+                {
+                    return Ok(true);
+                }
+                // Not HTTP/1: nothing was written.
+                false
+            } else {
+                session
+                    .as_mut()
+                    .write_response_head_serialized(framing, wire)
+                    .await
+                    .map_err(|e| e.into_down())?
+            }
         }
         None => false,
     };
@@ -213,4 +234,15 @@ pub(super) async fn serve(
         stream.recycle(chunk);
     }
     Ok(true)
+}
+
+/// The `Content-Length` of a response head's framing fields, when valid.
+fn framing_length(framing: &pingora_http::ResponseHeader) -> Option<usize> {
+    framing
+        .headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -223,6 +223,24 @@ impl Session {
         }
     }
 
+    /// Aside patch (vendor/PATCHES.md): a final response the caller serialized,
+    /// with its whole body (see `v1::server::HttpSession::write_response_serialized`).
+    /// HTTP/1 only: `Ok(false)` on other sessions, with nothing written.
+    pub async fn write_response_serialized(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        head: bytes::BytesMut,
+        body: &[u8],
+    ) -> Result<bool> {
+        match self {
+            Self::H1(s) => {
+                s.write_response_serialized(resp, head, body).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

@@ -369,6 +369,10 @@ pub const DEFAULT_L4_READ_BUFFER_SIZE: usize = 64 * 1024;
 /// similar to Nagle's algorithm, but user space can control when to flush.
 pub const DEFAULT_L4_WRITE_BUFFER_SIZE: usize = 1460;
 
+/// Aside patch: a vectored write of at least this many bytes bypasses an empty
+/// write buffer (see `BufferedStream::poll_write_vectored`).
+pub const DIRECT_WRITE_MIN: usize = 8 * 1024;
+
 /// L4 read and write buffer sizing.
 ///
 /// Leaving either side as `None` preserves Pingora's default for that side.
@@ -509,7 +513,15 @@ impl AsyncWrite for BufferedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.writer_mut()).poll_write_vectored(cx, bufs)
+        let writer = self.writer_mut();
+        // Aside patch (vendor/PATCHES.md): a large vectored write with nothing
+        // buffered goes straight to the socket, not copied into the buffer.
+        if writer.buffer().is_empty()
+            && bufs.iter().map(|b| b.len()).sum::<usize>() >= DIRECT_WRITE_MIN
+        {
+            return Pin::new(writer.get_mut()).poll_write_vectored(cx, bufs);
+        }
+        Pin::new(writer).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::{BodyReader, BodyWriter};
+use super::body::{BodyMode, BodyReader, BodyWriter};
 use super::common::*;
 use super::header::HeaderWriter;
 use crate::protocols::http::{
@@ -691,12 +691,91 @@ impl HttpSession {
         header: Box<ResponseHeader>,
         mut head: BytesMut,
     ) -> Result<()> {
+        if !self.end_head_serialized(&header, &mut head)? {
+            return Ok(());
+        }
+        match self.underlying_stream.write_all(&head).await {
+            Ok(()) => {
+                if header.headers.get(header::CONTENT_LENGTH).is_none()
+                    || self.body_writer.finished()
+                {
+                    self.underlying_stream
+                        .flush()
+                        .await
+                        .or_err(WriteError, "flushing response header")?;
+                }
+                self.response_written = Some(header);
+                Ok(())
+            }
+            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        }
+    }
+
+    /// Aside patch (vendor/PATCHES.md): [`Self::write_response_head_serialized`]
+    /// followed by the whole body, `body`, which must be exactly the response's
+    /// `Content-Length`, in one vectored write: a body of at least
+    /// `l4::stream::DIRECT_WRITE_MIN` bytes goes from the caller's buffer to the
+    /// socket without a copy into the connection's write buffer. Then finishes
+    /// the body as `finish_body` does.
+    pub async fn write_response_serialized(
+        &mut self,
+        header: Box<ResponseHeader>,
+        mut head: BytesMut,
+        body: &[u8],
+    ) -> Result<()> {
+        if !self.end_head_serialized(&header, &mut head)? {
+            return Ok(());
+        }
+        let BodyMode::ContentLength(total, 0) = self.body_writer.body_mode else {
+            return Error::e_explain(InternalError, "a serialized response without its length");
+        };
+        if total != body.len() {
+            return Error::e_explain(InternalError, "a body that is not its Content-Length");
+        }
+        let limit = self.write_timeout(head.len() + body.len());
+        let stream = &mut self.underlying_stream;
+        let write = async {
+            let mut parts = [std::io::IoSlice::new(&head), std::io::IoSlice::new(body)];
+            let mut parts = &mut parts[..];
+            while !parts.is_empty() {
+                match stream.write_vectored(parts).await {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => std::io::IoSlice::advance_slices(&mut parts, n),
+                    Err(e) => return Err(e),
+                }
+            }
+            stream.flush().await
+        };
+        let written = match limit {
+            Some(t) => match timeout(t, write).await {
+                Ok(res) => res,
+                Err(_) => {
+                    return Error::e_explain(WriteTimedout, format!("writing response, timeout: {t:?}"))
+                }
+            },
+            None => write.await,
+        };
+        if let Err(e) = written {
+            return Error::e_because(WriteError, "writing response", e);
+        }
+        self.body_writer.body_mode = BodyMode::ContentLength(total, total);
+        self.body_bytes_sent += total;
+        self.response_written = Some(header);
+        self.maybe_force_close_body_reader();
+        Ok(())
+    }
+
+    /// Aside patch: what `prepare_response_header` does to a final response,
+    /// for a head the caller serialized: `Connection` and the empty line are
+    /// appended to `head`, the body writer set up. `false` when a response was
+    /// already written (nothing to do).
+    fn end_head_serialized(&mut self, header: &ResponseHeader, head: &mut BytesMut) -> Result<bool> {
         if header.status.is_informational() {
             return Error::e_explain(InternalError, "serialized head of a 1xx response");
         }
         if self.response_written.is_some() {
             warn!("Respond header is already sent, cannot send again");
-            return Ok(());
+            return Ok(false);
         }
         // The rest follows `prepare_response_header` for a final response.
         if self.close_on_response_before_downstream_finish
@@ -714,26 +793,12 @@ impl HttpSession {
             head.put_slice(connection_value);
             head.put_slice(CRLF);
         }
-        self.init_body_writer(&header);
+        self.init_body_writer(header);
         if self.body_writer.is_close_delimited() {
             self.set_keepalive(None);
         }
         head.put_slice(CRLF);
-        match self.underlying_stream.write_all(&head).await {
-            Ok(()) => {
-                if header.headers.get(header::CONTENT_LENGTH).is_none()
-                    || self.body_writer.finished()
-                {
-                    self.underlying_stream
-                        .flush()
-                        .await
-                        .or_err(WriteError, "flushing response header")?;
-                }
-                self.response_written = Some(header);
-                Ok(())
-            }
-            Err(e) => Error::e_because(WriteError, "writing response header", e),
-        }
+        Ok(true)
     }
 
     /// Return the response header if it is already sent.
