@@ -610,16 +610,14 @@ mod tests {
         assert_eq!((p.tiers.hot.evictions, p.tiers.disk.evictions), (2, 0));
         // A second start keeps the baseline.
         recorder.start(&aside_store::StoreStats::default());
-        assert!(
-            recorder
-                .previous
-                .lock()
-                .as_ref()
-                .unwrap()
-                .totals
-                .requests
-                .len()
-                == 2
-        );
+        let kept = recorder
+            .previous
+            .lock()
+            .as_ref()
+            .unwrap()
+            .totals
+            .requests
+            .len();
+        assert_eq!(kept, 2);
     }
 }

@@ -165,7 +165,7 @@ pub(super) async fn serve(
             // connection's write buffer).
             let whole = (!head
                 && hit.stream.is_none()
-                && framing_length(&framing) == Some(entry.body.len()))
+                && crate::fields::content_length(&framing) == Some(entry.body.len() as u64))
             .then_some(&entry.body);
             if let Some(body) = whole {
                 if session
@@ -234,15 +234,4 @@ pub(super) async fn serve(
         stream.recycle(chunk);
     }
     Ok(true)
-}
-
-/// The `Content-Length` of a response head's framing fields, when valid.
-fn framing_length(framing: &pingora_http::ResponseHeader) -> Option<usize> {
-    framing
-        .headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
