@@ -99,6 +99,12 @@ pub(crate) enum Op {
 
 impl Op {
     /// Whether the caller expects the change to survive a crash once answered.
+    /// Whether a batch of it may wait for more (`writer::FILL_LINGER`): nobody
+    /// waits for a fill's commit.
+    pub(crate) fn lingers(&self) -> bool {
+        matches!(self, Op::CacheFill { .. })
+    }
+
     pub(crate) fn durable(&self) -> bool {
         !matches!(
             self,

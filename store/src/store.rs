@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     /// Joined on drop so that the file is closed (and its lock released) when the
     /// last handle goes away; a reopen right after then succeeds.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, woken when a request that someone waits for joins
+    /// a batch of fills lingering for more (see `writer::FILL_LINGER`).
+    writer_thread: std::thread::Thread,
     /// Every expiry decision asks this clock.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
@@ -184,6 +187,7 @@ impl Store {
                 verified: crate::stream::Verified::default(),
                 hot,
                 tx,
+                writer_thread: handle.thread().clone(),
                 writer: Mutex::new(Some(handle)),
                 clock,
                 limits: config.limits.clone(),
@@ -273,6 +277,7 @@ impl Store {
             .send(make(reply))
             .await
             .map_err(|_| Error::Closed)?;
+        self.shared.writer_thread.unpark();
         answer.await.map_err(|_| Error::Closed)?
     }
 

@@ -49,6 +49,18 @@ use crate::{apply_cache, apply_kv, gc, CacheEntry, Clock, Error, Result, StoreCo
 
 const MAX_BATCH: usize = 1024;
 
+/// How long a short batch of nothing but cache fills waits for more before it
+/// commits. A commit costs the same dozen-odd pages whether it holds one fill
+/// or fifty, and a fill's caller does not wait for it (lookups find the entry
+/// in `pending`), so at a few thousand misses a second, one commit per fill
+/// was most of a miss's cost. The writer sleeps (`park_timeout`) rather than
+/// watching the queue, so the fills that arrive meanwhile wake nobody; a
+/// request someone waits for (a KV write, a purge, a barrier) unparks it at
+/// once (`Store::request`).
+const FILL_LINGER: Duration = Duration::from_millis(2);
+/// A batch of at least this many fills commits without lingering.
+const LINGER_BELOW: usize = 64;
+
 /// State owned by the writer thread.
 pub(crate) struct Writer {
     db: Arc<Database>,
@@ -149,11 +161,10 @@ impl Writer {
             match first {
                 Ok(Some(op)) => {
                     let mut batch = vec![op];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(op) => batch.push(op),
-                            Err(_) => break,
-                        }
+                    drain(&mut rx, &mut batch);
+                    if batch.len() < LINGER_BELOW && batch.iter().all(Op::lingers) {
+                        std::thread::park_timeout(FILL_LINGER);
+                        drain(&mut rx, &mut batch);
                     }
                     self.commit(batch, false);
                 }
@@ -413,6 +424,16 @@ impl Writer {
                 answers.push(done(reply, Ok(0)));
                 Ok(())
             }
+        }
+    }
+}
+
+/// Moves what is queued into `batch`, up to `MAX_BATCH`.
+fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
         }
     }
 }
