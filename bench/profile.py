@@ -95,6 +95,9 @@ def main():
     ap.add_argument("--keys", type=int, default=1,
                     help="> 1: uniform random keys over this many (cold-tier path with --hot 8MiB)")
     ap.add_argument("--hot", default="64MiB", help="Aside's hot-tier capacity")
+    ap.add_argument("--miss", type=float, default=0.0,
+                    help="> 0: the zipf scenario's shape, Zipf keys over --keys warmed keys plus this "
+                         "fraction of never-seen keys (1.0: misses only)")
     opts = ap.parse_args()
     if opts.server == "aside":
         if not opts.aside:
@@ -113,7 +116,13 @@ def main():
         else:
             server = ProfiledAside(work, opts.aside, opts.hot, wrapper)
         server.start(origin.port)
-        if opts.keys > 1:
+        if opts.miss > 0:
+            paths = [bench.key_path(opts.size, k) for k in range(1, opts.keys + 1)]
+            bench.warm(server, paths)
+            script, path = "zipf.lua", "/"
+            env = {"BENCH_KEYS": opts.keys, "BENCH_SIZE": opts.size, "BENCH_MISS": opts.miss,
+                   "BENCH_NONCE": f"p{os.getpid()}"}
+        elif opts.keys > 1:
             paths = [bench.key_path(opts.size, k) for k in range(1, opts.keys + 1)]
             bench.warm(server, paths)
             bench.warm(server, paths)
