@@ -527,6 +527,14 @@ impl<'t> WriteTables<'t> {
             Some(g) => cold::cache_url(g.value())?,
             None => return Ok(()),
         };
+        let stamp = self
+            .url
+            .get((url.as_str(), hash))
+            .ctx("reading the lru index")?
+            .map(|g| g.value());
+        if stamp.is_some_and(|s| !near_eviction(m.lru_clock, s, m.cache_entries)) {
+            return Ok(());
+        }
         m.lru_clock += 1;
         let old = self
             .url
@@ -541,6 +549,19 @@ impl<'t> WriteTables<'t> {
             .ctx("writing the lru index")?;
         Ok(())
     }
+}
+
+/// Whether an entry last stamped `stamp` may be in the oldest quarter of the
+/// LRU order, the part eviction takes from first. Only those are moved to
+/// the front by a hit (as memcached's segmented LRU and Linux's inactive list
+/// do): moving a recently stamped entry changes nothing eviction would see,
+/// and each move rewrites three rows on random pages of three trees, about
+/// as much writer work as the cold hit itself (`bench/PROFILE.md`). Fewer
+/// than `entries * 3 / 4` stamps issued since means that fewer entries are
+/// newer (every live entry holds one stamp; stamps of removed entries only
+/// make the distance larger), so the entry is in the newest three quarters.
+pub(crate) fn near_eviction(clock: u64, stamp: u64, entries: u64) -> bool {
+    clock.saturating_sub(stamp) >= entries - entries / 4
 }
 
 /// Deadline in nanoseconds from a TTL.

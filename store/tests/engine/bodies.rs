@@ -333,6 +333,55 @@ async fn garbage_collection_brings_a_reopened_store_within_a_smaller_capacity() 
     assert!(store.cache_lookup(&[0; 16]).await.unwrap().is_none());
 }
 
+/// A cold hit moves an entry to the front of the LRU order only when it is
+/// near eviction (in the oldest quarter): the oldest entries, hit, outlive
+/// the ones filled after them; an entry hit while still among the newest
+/// three quarters keeps its place and goes in its turn.
+#[tokio::test]
+async fn cold_hits_keep_entries_near_eviction_and_leave_young_ones_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::default();
+    let store = reopen(&dir, &clock, |c| {
+        c.cold_capacity = 8 * 1024 * 1024;
+        c.hot_capacity = 0;
+    })
+    .await;
+    fill_20k_bodies(&store, &clock, 100, 8 * 1024 * 1024).await;
+    for h in [0u8, 1, 30] {
+        let (e, _) = store.cache_lookup(&[h; 16]).await.unwrap().unwrap();
+        assert_eq!(e.body, body(h, 20_000));
+    }
+    store.flush().await.unwrap();
+    drop(store);
+    // About 50 entries fit in 1 MiB: garbage collection evicts the rest,
+    // least recently used first.
+    let store = reopen(&dir, &clock, |c| {
+        c.cold_capacity = 1024 * 1024;
+        c.hot_capacity = 0;
+    })
+    .await;
+    store.collect_garbage().await.unwrap();
+    let s = store.stats();
+    assert!(
+        (40..=60).contains(&s.evictions),
+        "{} evictions",
+        s.evictions
+    );
+    let present = |h: u8| {
+        let store = store.clone();
+        async move { store.cache_lookup(&[h; 16]).await.unwrap().is_some() }
+    };
+    assert!(present(0).await, "hit near eviction: kept");
+    assert!(present(1).await, "hit near eviction: kept");
+    assert!(!present(2).await, "not hit: evicted");
+    assert!(
+        !present(30).await,
+        "hit while young: not moved, evicted in its turn"
+    );
+    assert!(present(60).await);
+    assert!(present(99).await);
+}
+
 /// Fills past `cold_capacity` evict in their own batch, without waiting for a
 /// garbage-collection pass (the fixture's `gc_interval` is an hour): the least
 /// recently used entries go, the latest fills stay.
