@@ -287,7 +287,19 @@ pub fn decide(
             // Without a stale-if-error window from the route or the origin, the
             // route's stale-if-unreachable applies (for an unreachable origin
             // only: `should_serve_stale` refuses it for 5xx answers).
-            let sie = if stale_if_error.is_zero() && !explicit_stale_if_error(route, &stored) {
+            // `explicit_stale_if_error(route, &stored)`, without parsing the
+            // Cache-Control again (about 7,000 instructions a miss) when the
+            // stripping above left both governing fields as they were.
+            let cdn = crate::fields::CDN_CACHE_CONTROL;
+            let cc_kept = stored.headers.get_all(header::CACHE_CONTROL)
+                == resp.headers.get_all(header::CACHE_CONTROL)
+                && stored.headers.get_all(cdn) == resp.headers.get_all(cdn);
+            let explicit_sie = if cc_kept {
+                route.policy.stale_if_error.is_some() || origin.stale_if_error.is_some()
+            } else {
+                explicit_stale_if_error(route, &stored)
+            };
+            let sie = if stale_if_error.is_zero() && !explicit_sie {
                 route.policy.stale_if_unreachable
             } else {
                 stale_if_error
