@@ -99,10 +99,12 @@ pub(crate) enum Op {
 
 impl Op {
     /// Whether the caller expects the change to survive a crash once answered.
-    /// Whether a batch of it may wait for more (`writer::FILL_LINGER`): nobody
-    /// waits for a fill's commit.
+    /// Whether a batch of it may wait for more (`writer::FILL_LINGER`): a
+    /// small cache fill, whose commit nobody waits for. A large body would
+    /// only wait in memory: writing it costs far more than the commit.
     pub(crate) fn lingers(&self) -> bool {
-        matches!(self, Op::CacheFill { .. })
+        const LINGER_MAX_BODY: usize = 16 * 1024;
+        matches!(self, Op::CacheFill { entry, .. } if entry.body.len() <= LINGER_MAX_BODY)
     }
 
     pub(crate) fn durable(&self) -> bool {
