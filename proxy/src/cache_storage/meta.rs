@@ -115,8 +115,8 @@ fn raw_frame_content(frame: &[u8]) -> Option<&[u8]> {
         .then_some(content)
 }
 
-/// A header blob pingora decodes at the least cost: what [`Light::of`] hands
-/// `CacheMeta::deserialize` to read only the internal blob's times.
+/// A header blob pingora decodes at the least cost, for the tests to read an
+/// internal blob back through `CacheMeta::deserialize`.
 #[cfg(test)]
 fn minimal_header() -> &'static [u8] {
     static MINIMAL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -174,12 +174,12 @@ impl PlainTimes {
     }
 }
 
-/// A disk-tier entry read for one fresh hit without decoding its header into
-/// pingora's types: the internal blob's times (pingora decodes them beside a
-/// minimal header) and the head straight from the stored bytes
-/// ([`WireHit`](crate::hit_template::WireHit)). Not cached: a cold hit's
-/// decoded meta would mostly be evicted unused, and an entry hit again from
-/// the hot tier is decoded and cached the regular way.
+/// An entry read for one fresh hit without decoding its header into pingora's
+/// types: the internal blob's times ([`PlainTimes`]) and the head straight
+/// from the stored bytes ([`WireHit`](crate::hit_template::WireHit)). Used
+/// for disk-tier hits and for hot-tier hits once the decoded cache is full
+/// (`AsideStorage::decode_now`). Not cached: such a decoded meta would mostly
+/// be evicted unused; an entry hit often is decoded and cached the regular way.
 pub(crate) struct Light {
     created: SystemTime,
     fresh_until: SystemTime,
